@@ -1,0 +1,11 @@
+"""Placeholder CLI (being written)."""
+import click
+
+
+@click.group()
+def cli() -> None:
+    """lora-codemod"""
+
+
+def main() -> None:
+    cli()

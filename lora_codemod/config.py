@@ -1,0 +1,30 @@
+"""Settings for one run. The CLI builds this; a pyproject reader can later fill the same fields."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_FLAG_PATTERN = r"use_lora|lora_enable|enable_lora|use_peft|lora"
+
+
+@dataclass(frozen=True)
+class Config:
+    flag_pattern: str = DEFAULT_FLAG_PATTERN
+    select: frozenset[str] | None = None  # None: every rule
+    ignore: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.flag_pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid --flag-pattern {self.flag_pattern!r}: {exc}") from None
+
+    @property
+    def flag_regex(self) -> re.Pattern[str]:
+        return re.compile(self.flag_pattern)
+
+    def enabled(self, code: str) -> bool:
+        if code in self.ignore:
+            return False
+        return self.select is None or code in self.select

@@ -1,0 +1,77 @@
+"""The result model every renderer (text, diff, and later JSON/SARIF) consumes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Status(str, enum.Enum):
+    # The rewrite was applied (or would be, under --diff/--check).
+    FIXED = "fixed"
+    # A likely bug the tool will not rewrite safely: a person has to look.
+    REVIEW = "needs review"
+    # Deliberately left alone and not a problem (tokenizer save, already fixed, ...).
+    SKIPPED = "left alone"
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str  # "LC001"
+    path: str  # as the user named it (or --stdin-filename)
+    line: int  # 1-based
+    col: int  # 1-based
+    message: str
+    status: Status
+    reason: str = ""  # why it was not fixed (REVIEW / SKIPPED); empty for FIXED
+
+    def format(self) -> str:
+        if self.status is Status.FIXED:
+            tail = "[fixed]"
+        else:
+            tail = f"[{self.status.value}: {self.reason}]"
+        return f"{self.path}:{self.line}:{self.col}: {self.code} {self.message} {tail}"
+
+    def as_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "path": self.path,
+            "line": self.line,
+            "column": self.col,
+            "message": self.message,
+            "status": self.status.value,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """A file that could not be read or parsed. Renders as one line with path and position."""
+
+    path: str
+    message: str
+    line: int = 0
+    col: int = 0
+
+    def format(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
+        return f"{where}: error: {self.message}"
+
+
+@dataclass
+class SourceResult:
+    """What the transform made of one source: the single value the engine, CLI and smoke share."""
+
+    path: str
+    source: bytes
+    output: bytes
+    findings: list[Finding] = field(default_factory=list)
+    error: SourceError | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.error is None and self.output != self.source
+
+    @property
+    def needs_review(self) -> bool:
+        return any(f.status is Status.REVIEW for f in self.findings)
