@@ -1,0 +1,105 @@
+"""Device, distributed backend and launcher for a smoke run: pure decisions, so they can be unit-tested.
+
+`plan_launch` takes the facts (is CUDA there, how many GPUs) as arguments; `probe_cuda` asks torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+class LaunchError(ValueError):
+    """A device/process request that cannot be honoured; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    device: str  # "cpu" or "cuda"
+    nproc: int
+    backend: str | None  # process-group backend under torchrun; None for a single process
+    # Environment changes for the child: a value of None removes the variable.
+    env: dict[str, str | None] = field(default_factory=dict)
+    # Backend the bootstrap forces on any init_process_group call (CPU: a script asking for nccl
+    # would fail without a GPU, and the run is about saving, not about the backend).
+    forced_backend: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.nproc > 1
+
+    def describe(self) -> str:
+        where = "CPU" if self.device == "cpu" else "CUDA"
+        if not self.distributed:
+            return f"{where}, 1 process"
+        return f"{where}, {self.nproc} processes under torchrun ({self.backend})"
+
+
+def probe_cuda() -> tuple[bool, int]:
+    """(available, device count) as torch sees them in this process."""
+    import torch
+
+    available = bool(torch.cuda.is_available())
+    return available, (int(torch.cuda.device_count()) if available else 0)
+
+
+def plan_launch(device: str, nproc: int, cuda_available: bool, cuda_device_count: int) -> LaunchPlan:
+    if device not in DEVICE_CHOICES:
+        raise LaunchError(f"--device must be one of {', '.join(DEVICE_CHOICES)}, not {device!r}")
+    if nproc < 1:
+        raise LaunchError(f"--nproc must be 1 or more, not {nproc}")
+    if device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+
+    env: dict[str, str | None] = {}
+    if nproc > 1:
+        # torchrun would warn and set this anyway; one thread per rank keeps small CPUs responsive.
+        env["OMP_NUM_THREADS"] = "1"
+
+    if device == "cpu":
+        # Hide GPUs so that Trainer/accelerate pick the CPU, exactly as on a machine without one.
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        backend = "gloo" if nproc > 1 else None
+        return LaunchPlan("cpu", nproc, backend, env, forced_backend=backend)
+
+    if not cuda_available:
+        raise LaunchError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+    if nproc > cuda_device_count:
+        raise LaunchError(
+            f"--device cuda --nproc {nproc}: only {cuda_device_count} GPU(s) visible; "
+            f"use --nproc {cuda_device_count} or --device cpu"
+        )
+    # CUDA_VISIBLE_DEVICES is left as the user set it: device_count already reflects it, and
+    # torchrun's LOCAL_RANK indexes into that visible set.
+    return LaunchPlan("cuda", nproc, "nccl" if nproc > 1 else None, env, forced_backend=None)
+
+
+def plan_for_this_machine(device: str, nproc: int) -> LaunchPlan:
+    """plan_launch with the facts from torch; skips the torch import when the CPU is requested."""
+    if device == "cpu":
+        return plan_launch(device, nproc, cuda_available=False, cuda_device_count=0)
+    available, count = probe_cuda()
+    return plan_launch(device, nproc, available, count)
+
+
+def launch_command(plan: LaunchPlan, script_args: list[str], python: str | None = None) -> list[str]:
+    """The child's argv: the bootstrap module, under torchrun of this interpreter when nproc > 1."""
+    python = python or sys.executable
+    bootstrap = ["-m", "lora_codemod.smoke.bootstrap", *script_args]
+    if not plan.distributed:
+        return [python, *bootstrap]
+    # `python -m torch.distributed.run` is the torchrun entry point of this interpreter.
+    # --standalone: a local rendezvous on a free port, so parallel runs do not collide.
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        str(plan.nproc),
+        *bootstrap,
+    ]
