@@ -25,9 +25,10 @@ class Finding:
     status: Status
     reason: str = ""  # why it was not fixed (REVIEW / SKIPPED); empty for FIXED
 
-    def format(self) -> str:
+    def format(self, dry_run: bool = False) -> str:
+        """`path:line:col: CODE message [fixed]`; `[would fix]` when nothing is written."""
         if self.status is Status.FIXED:
-            tail = "[fixed]"
+            tail = "[would fix]" if dry_run else "[fixed]"
         else:
             tail = f"[{self.status.value}: {self.reason}]"
         return f"{self.path}:{self.line}:{self.col}: {self.code} {self.message} {tail}"

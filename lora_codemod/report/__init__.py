@@ -1,0 +1,1 @@
+"""Renderers of `SourceResult`s: text lines, unified diffs (plain or coloured)."""

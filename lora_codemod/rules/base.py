@@ -1,0 +1,65 @@
+"""What every rule is: a code, its documentation, its own examples, and a `check`."""
+
+from __future__ import annotations
+
+import abc
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import libcst as cst
+
+from lora_codemod.analysis.index import ModuleIndex
+from lora_codemod.analysis.saves import SaveInBlock, classify_saves
+from lora_codemod.config import Config
+from lora_codemod.findings import Status
+from lora_codemod.plan import Plan
+
+
+@dataclass(frozen=True)
+class Example:
+    """`after` None: the rule must leave `before` as it is (a VALID example)."""
+
+    before: str
+    after: str | None = None
+    title: str = ""
+    args: dict = field(default_factory=dict)  # Config overrides, e.g. {"flag_pattern": "..."}
+
+
+@dataclass
+class PendingFinding:
+    """A finding whose position is resolved later, only when the file has any."""
+
+    code: str
+    node: cst.CSTNode
+    message: str
+    status: Status
+    reason: str = ""
+
+
+@dataclass
+class RuleContext:
+    index: ModuleIndex
+    config: Config
+    plan: Plan = field(default_factory=Plan)
+    findings: list[PendingFinding] = field(default_factory=list)
+
+    @cached_property
+    def saves(self) -> list[SaveInBlock]:
+        return classify_saves(self.index)
+
+    def report(self, code: str, node: cst.CSTNode, message: str, status: Status, reason: str = "") -> None:
+        self.findings.append(PendingFinding(code, node, message, status, reason))
+
+
+class Rule(abc.ABC):
+    code: str
+    name: str
+    summary: str
+    # Markdown with the sections: What it does / Why is this bad? / Example / Fix / When it does not apply.
+    doc: str
+    examples: tuple[Example, ...] = ()
+
+    @abc.abstractmethod
+    def check(self, ctx: RuleContext) -> None:
+        """Report findings on `ctx` and add the edits that fix them to `ctx.plan`."""
