@@ -1,0 +1,73 @@
+"""Checks shared by the example, fixture and CLI tests: the spec's invariants."""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from lora_codemod.config import Config
+from lora_codemod.engine import transform_source
+from lora_codemod.findings import SourceResult
+
+# Lines the rules add from nothing: the unwrap assignment and the rank-zero guard.
+INSERTED = re.compile(
+    r"^[ \t]*\w+ = [\w.]+\.model\.module if hasattr\([\w.]+\.model, (['\"])module\1\) else [\w.]+\.model\r?\n?$"
+    r"|^[ \t]*if [\w.]+\.is_world_process_zero\(\):\r?\n?$"
+)
+NEW_NAME = re.compile(r"\b(?:lora_)?model_to_save(?:_\d+)?\b")
+
+
+def run(source: bytes, config: Config | None = None, path: str = "case.py") -> SourceResult:
+    result = transform_source(source, path, config)
+    assert result.error is None, result.error.format()
+    return result
+
+
+def assert_invariants(source: bytes, config: Config | None = None) -> SourceResult:
+    """Invariants 1, 2, 3 and 6 of the spec, for one source. Returns the first result."""
+    result = run(source, config)
+    # 1. the output parses and compiles
+    compile(result.output, "case.py", "exec", dont_inherit=True)
+    # 2. a second run changes nothing
+    again = run(result.output, config)
+    assert again.output == result.output, "second run changed the file:\n" + _diff(result.output, again.output)
+    # 3. every changed line is explained by a rule's edit; all other bytes are identical
+    assert_only_rule_edits(source, result.output)
+    # 6. every finding is complete
+    for finding in result.findings:
+        assert re.fullmatch(r"LC00\d", finding.code)
+        assert finding.line >= 1 and finding.col >= 1 and finding.message
+        assert finding.status.value == "fixed" or finding.reason
+    return result
+
+
+def assert_only_rule_edits(before: bytes, after: bytes) -> None:
+    """Each removed line comes back as an added line that differs only by indentation and by the
+    leading model name turned into the new name; other added lines are the inserted ones."""
+    old = before.decode("latin-1").splitlines(keepends=True)
+    new = after.decode("latin-1").splitlines(keepends=True)
+    removed, added = [], []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag in ("replace", "delete"):
+            removed += old[i1:i2]
+        if tag in ("replace", "insert"):
+            added += new[j1:j2]
+    candidates = [a for a in added if not INSERTED.match(a)]
+    for line in removed:
+        body = line.lstrip(" \t")
+        for i, cand in enumerate(candidates):
+            pattern = NEW_NAME.split(cand.lstrip(" \t"))
+            if len(pattern) == 1:
+                ok = cand.lstrip(" \t") == body
+            else:
+                ok = re.fullmatch(r"[\w.]+".join(map(re.escape, pattern)), body, flags=re.S) is not None
+            if ok:
+                del candidates[i]
+                break
+        else:
+            raise AssertionError(f"removed line not explained by a rule edit: {line!r}\n" + _diff(before, after))
+    assert not candidates, f"added lines not explained by a rule edit: {candidates!r}"
+
+
+def _diff(a: bytes, b: bytes) -> str:
+    return "".join(difflib.unified_diff(a.decode("latin-1").splitlines(True), b.decode("latin-1").splitlines(True)))

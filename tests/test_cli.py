@@ -1,0 +1,232 @@
+"""The `fix`, `rules` and `explain` commands, through click's runner and a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from lora_codemod.cli import cli
+
+BROKEN = b"""\
+import os
+
+local_rank = int(os.environ.get("LOCAL_RANK", -1))
+peft_model = get_peft_model(model, lora_config)
+trainer = Trainer(model=peft_model, args=training_args)
+trainer.train()
+if args.use_lora:
+    model.save_pretrained(os.path.join(args.output_dir, "lora_adapters"))
+"""
+CLEAN = b"print('nothing to do here')\n"
+REVIEW = b"""\
+trainer = Trainer(model=model, args=training_args)
+model = model.merge_and_unload()
+if args.use_lora:
+    model.save_pretrained(d)
+"""
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    (tmp_path / "trainer").mkdir()
+    (tmp_path / "trainer" / "train.py").write_bytes(BROKEN)
+    (tmp_path / "trainer" / "clean.py").write_bytes(CLEAN)
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "vendored.py").write_bytes(BROKEN)  # excluded directory
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+
+def snapshot(root):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*.py")}
+
+
+def test_fix_writes_and_reports(tree):
+    result = invoke("fix", "trainer")
+    assert result.exit_code == 0, result.output
+    fixed = (tree / "trainer" / "train.py").read_bytes()
+    assert b"if trainer.is_world_process_zero():\n    if args.use_lora:\n" in fixed
+    assert b"model_to_save.save_pretrained(" in fixed
+    lines = result.output.splitlines()
+    assert "trainer/train.py:7:1: LC002 " in result.output and lines[0].endswith("[fixed]")
+    assert any(line.startswith("trainer/train.py:8:5: LC001 ") for line in lines)
+    assert lines[-1].startswith("2 fixed in 1 file, 0 need review, 0 left alone (2 files checked)")
+    assert (tree / ".venv" / "vendored.py").read_bytes() == BROKEN  # excluded
+    assert invoke("fix", "trainer").exit_code == 0
+    assert (tree / "trainer" / "train.py").read_bytes() == fixed  # idempotent
+
+
+def test_default_path_is_current_directory(tree):
+    result = invoke("fix", "--check")
+    assert result.exit_code == 1
+    assert "trainer/train.py" in result.output and "vendored" not in result.output
+
+
+def test_check_writes_nothing_and_fails(tree):
+    before = snapshot(tree)
+    result = invoke("fix", "--check", "trainer")
+    assert result.exit_code == 1
+    assert "[would fix]" in result.output
+    assert snapshot(tree) == before
+
+
+def test_check_passes_on_fixed_tree(tree):
+    invoke("fix", "trainer")
+    result = invoke("fix", "--check", "trainer")
+    assert result.exit_code == 0, result.output
+
+
+def test_needs_review_fails_fix_and_check(tree):
+    (tree / "trainer" / "review.py").write_bytes(REVIEW)
+    result = invoke("fix", "trainer/review.py")
+    assert result.exit_code == 1
+    assert "[needs review: `model` is rebound after trainer is built]" in result.output
+    assert (tree / "trainer" / "review.py").read_bytes() == REVIEW
+
+
+def test_diff_writes_nothing_and_goes_to_stdout(tree):
+    before = snapshot(tree)
+    result = CliRunner().invoke(cli, ["fix", "--diff", "trainer"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith("--- a/trainer/train.py\n+++ b/trainer/train.py\n@@ ")
+    assert "LC001" not in result.stdout and "LC001" in result.stderr  # findings on stderr
+    assert snapshot(tree) == before
+
+
+def test_unknown_rule_code_is_a_usage_error(tree):
+    result = CliRunner().invoke(cli, ["fix", "--select", "LC009", "trainer"])
+    assert result.exit_code == 2 and "unknown rule code" in result.output
+
+
+def test_bad_flag_pattern_is_a_usage_error(tree):
+    result = CliRunner().invoke(cli, ["fix", "--flag-pattern", "(", "trainer"])
+    assert result.exit_code == 2 and "flag-pattern" in result.output
+
+
+def test_flag_pattern_option(tree):
+    source = BROKEN.replace(b"args.use_lora", b"cfg.adapters_on")
+    (tree / "trainer" / "train.py").write_bytes(source)
+    assert invoke("fix", "--check", "trainer").exit_code == 0
+    assert invoke("fix", "--check", "--flag-pattern", "adapters_on", "trainer").exit_code == 1
+
+
+def test_unparsable_file_exits_2_and_others_are_processed(tree):
+    (tree / "trainer" / "bad.py").write_bytes(b"if args.use_lora:\n    model.save_pretrained(\n")
+    result = CliRunner().invoke(cli, ["fix", "trainer"])
+    assert result.exit_code == 2
+    assert "trainer/bad.py:" in result.stderr and "cannot parse" in result.stderr
+    assert b"model_to_save" in (tree / "trainer" / "train.py").read_bytes()
+
+
+def test_missing_path_exits_2(tree):
+    result = CliRunner().invoke(cli, ["fix", "nope/"])
+    assert result.exit_code == 2 and "nope/: error: no such file or directory" in result.stderr
+
+
+def test_stdin_mode(tree):
+    result = CliRunner().invoke(cli, ["fix", "-", "--stdin-filename", "train.py"], input=BROKEN)
+    assert result.exit_code == 0
+    assert b"model_to_save.save_pretrained(" in result.stdout_bytes
+    assert "train.py:8:5: LC001" in result.stderr
+    compile(result.stdout_bytes, "train.py", "exec")
+
+
+def test_stdin_unchanged_source_is_echoed(tree):
+    result = CliRunner().invoke(cli, ["fix", "-"], input=CLEAN)
+    assert result.exit_code == 0 and result.stdout_bytes == CLEAN
+
+
+def test_stdin_cannot_be_mixed_with_paths(tree):
+    assert CliRunner().invoke(cli, ["fix", "-", "trainer"]).exit_code == 2
+
+
+def test_quiet_hides_left_alone(tree):
+    (tree / "trainer" / "tok.py").write_bytes(
+        b"trainer = Trainer(model=m)\nif args.use_lora:\n    tokenizer.save_pretrained(d)\n")
+    assert "left alone" in invoke("fix", "trainer/tok.py").output
+    assert invoke("fix", "-q", "trainer/tok.py").output == ""
+
+
+def test_rules_and_explain():
+    listing = invoke("rules").output
+    assert [line.split()[0] for line in listing.splitlines()] == ["LC001", "LC002", "LC003"]
+    text = invoke("explain", "lc001").output
+    for section in ("What it does", "Why is this bad?", "Example", "Fix", "When it does not apply"):
+        assert section in text
+    assert "model_to_save.model.text_model.save_pretrained" in text
+    bad = CliRunner().invoke(cli, ["explain", "LC999"])
+    assert bad.exit_code == 2 and "unknown rule" in bad.stderr
+
+
+# -- a real process: console entry point, pipes, colour, git apply ---------------------------
+
+def run_cli(*args, cwd, input=None, env=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "lora_codemod", *args], cwd=cwd, input=input,
+                          capture_output=True, env=full_env)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed: cannot check `git apply`")
+def test_piped_diff_is_accepted_by_git_apply(tree):
+    crlf = BROKEN.replace(b"\n", b"\r\n").replace(b"    ", b"\t")
+    (tree / "trainer" / "crlf_tabs.py").write_bytes(crlf)
+    (tree / "trainer" / "no_eol.py").write_bytes(BROKEN.rstrip(b"\n"))
+    subprocess.run(["git", "init", "-q"], cwd=tree, check=True)
+    proc = run_cli("fix", "--diff", "trainer", cwd=tree)
+    assert proc.returncode == 1
+    assert b"\x1b[" not in proc.stdout, "colour in a pipe"
+    apply = subprocess.run(["git", "apply", "-v", "-"], cwd=tree, input=proc.stdout, capture_output=True)
+    assert apply.returncode == 0, apply.stderr.decode()
+    # the patched tree is what `fix` would have written, byte for byte
+    after_apply = snapshot(tree / "trainer")
+    assert run_cli("fix", "--check", "trainer", cwd=tree).returncode == 0
+    assert {p: b for p, (b, _) in snapshot(tree / "trainer").items()} == {p: b for p, (b, _) in after_apply.items()}
+
+
+def test_subprocess_exit_codes_and_stdin(tree):
+    assert run_cli("fix", "--check", "trainer/clean.py", cwd=tree).returncode == 0
+    assert run_cli("fix", "--check", "trainer", cwd=tree).returncode == 1
+    assert run_cli("fix", "--check", "missing.py", cwd=tree).returncode == 2
+    proc = run_cli("fix", "-", cwd=tree, input=BROKEN)
+    assert proc.returncode == 0 and b"model_to_save" in proc.stdout
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(tree):
+    pty = pytest.importorskip("pty", reason="no pty module on this platform: colour needs a terminal")
+    import select
+
+    base_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+
+    def on_terminal(*args, env=None):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "lora_codemod", *args], cwd=tree, stdout=slave,
+                                stderr=subprocess.DEVNULL, env={**base_env, "TERM": "xterm", **(env or {})})
+        os.close(slave)
+        chunks = []
+        while True:
+            ready, _, _ = select.select([master], [], [], 10)
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=30)
+        os.close(master)
+        return b"".join(chunks)
+
+    assert b"\x1b[" in on_terminal("fix", "--diff", "trainer")
+    assert b"\x1b[" not in on_terminal("fix", "--diff", "--no-color", "trainer")
+    assert b"\x1b[" not in on_terminal("fix", "--diff", "trainer", env={"NO_COLOR": "1"})

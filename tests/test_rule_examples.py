@@ -1,0 +1,33 @@
+"""Each rule documents itself with examples; here they run (fixit style)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lora_codemod.config import Config
+from lora_codemod.findings import Status
+from lora_codemod.rules import ALL_RULES
+from tests.helpers import assert_invariants
+
+EXAMPLES = [(rule, ex) for rule in ALL_RULES for ex in rule.examples]
+
+
+@pytest.mark.parametrize("rule,example", EXAMPLES, ids=[f"{r.code}-{e.title}" for r, e in EXAMPLES])
+def test_rule_example(rule, example):
+    config = Config(**example.args)
+    source = example.before.encode()
+    result = assert_invariants(source, config)
+    expected = example.after if example.after is not None else example.before
+    assert result.output.decode() == expected
+    codes = {f.code for f in result.findings if f.status is Status.FIXED}
+    if example.after is not None:
+        assert rule.code in codes, f"{rule.code} did not report its own fix"
+    else:
+        assert not codes, "a VALID example must not be fixed"
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.code)
+def test_rule_documents_itself(rule):
+    for section in ("## What it does", "## Why is this bad?", "## Example", "## Fix", "## When it does not apply"):
+        assert section in rule.doc, f"{rule.code} doc lacks {section!r}"
+    assert any(e.after for e in rule.examples) and any(e.after is None for e in rule.examples)
