@@ -6,6 +6,7 @@ take their ordinary code paths.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,20 @@ def build_model(vocab_size: int = len(VOCAB), seed: int = 0):
     return LlamaForCausalLM(config)
 
 
+@contextlib.contextmanager
+def quiet_progress_bars():
+    """No transformers progress bars for our own tiny loads and saves (they would mix with reports)."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
 def write_tiny_model(directory: str | Path) -> TinyModelInfo:
     """Write model (safetensors) and tokenizer to `directory` (created if missing)."""
     started = time.perf_counter()
@@ -83,7 +98,8 @@ def write_tiny_model(directory: str | Path) -> TinyModelInfo:
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     model = build_model(vocab_size=len(tokenizer))
-    model.save_pretrained(path)
+    with quiet_progress_bars():
+        model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     parameters = sum(p.numel() for p in model.parameters())
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

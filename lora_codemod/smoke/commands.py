@@ -1,0 +1,174 @@
+"""Click commands `verify`, `tiny-model` and `smoke`; the main CLI registers them.
+
+torch, transformers and peft are imported inside the commands only, so that importing this
+module (for `lora-codemod --help` or `fix`) costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from lora_codemod.smoke import INSTALL_HINT, missing_smoke_modules
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _fail_usage(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _require_smoke_extra() -> None:
+    missing = missing_smoke_modules()
+    if missing:
+        _fail_usage(f"the smoke extra is not installed (missing {', '.join(missing)}): {INSTALL_HINT}")
+
+
+def _stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@click.command("verify")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--base-model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also load the adapter onto this base model with PeftModel.from_pretrained and run one forward pass.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify(directory: Path, base_model: Path | None, as_json: bool) -> None:
+    """Check that DIRECTORY holds a usable LoRA adapter (exit 0 pass, 1 a check failed, 2 usage error)."""
+    _require_smoke_extra()
+    if not directory.exists():
+        _fail_usage(f"{directory}: no such directory")
+    if not directory.is_dir():
+        _fail_usage(f"{directory}: not a directory")
+    if base_model is not None and not base_model.exists():
+        _fail_usage(f"--base-model {base_model}: no such file or directory")
+
+    from lora_codemod.smoke.verify import verify_adapter_dir
+
+    result = verify_adapter_dir(directory, base_model=str(base_model) if base_model else None)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        from lora_codemod.smoke.report import render_verify
+
+        render_verify(_stdout_console(), result)
+    sys.exit(result.exit_code)
+
+
+@click.command("tiny-model")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Write into DIRECTORY even if it is not empty.")
+def tiny_model(directory: Path, force: bool) -> None:
+    """Write a tiny Llama-style causal LM and its fast tokenizer to DIRECTORY, offline."""
+    _require_smoke_extra()
+    if directory.exists() and not directory.is_dir():
+        _fail_usage(f"{directory}: exists and is not a directory")
+    if directory.is_dir() and any(directory.iterdir()) and not force:
+        _fail_usage(f"{directory}: not empty (use --force to write into it anyway)")
+
+    from lora_codemod.smoke.tiny_model import write_tiny_model
+    from lora_codemod.smoke.verify import human_bytes
+
+    info = write_tiny_model(directory)
+    click.echo(
+        f"wrote a tiny causal LM ({info.parameters:,} parameters, {human_bytes(info.bytes_on_disk)}) "
+        f"and its tokenizer to {info.path} in {info.seconds:.1f} s"
+    )
+
+
+@click.command("smoke")
+@click.argument("script", type=click.Path(path_type=Path))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--adapter-dir",
+    default="{output_dir}/lora_adapters",
+    show_default=True,
+    help="Where the adapter must appear ({output_dir} and {tiny_model} are replaced).",
+)
+@click.option("--base-model", default=None, help="Also load the adapter onto this base model (e.g. {tiny_model}).")
+@click.option("--nproc", type=int, default=1, show_default=True, help="Processes; more than 1 runs under torchrun.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--no-fix", is_flag=True, help="Run the script as it is, unpatched.")
+@click.option("--compare", is_flag=True, help="Run unpatched, then patched, and show both side by side.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before every process is stopped.")
+@click.option("--keep", is_flag=True, help="Keep the temporary directory ({output_dir}, tiny model, logs).")
+@click.option("--verbose", "-v", is_flag=True, help="Stream the script's output (terminal only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def smoke(
+    script: Path,
+    script_args: tuple[str, ...],
+    adapter_dir: str,
+    base_model: str | None,
+    nproc: int,
+    device: str,
+    no_fix: bool,
+    compare: bool,
+    timeout: float,
+    keep: bool,
+    verbose: bool,
+    as_json: bool,
+) -> None:
+    """Apply the fix to SCRIPT in memory, run it on a tiny model, and verify the adapter it saves.
+
+    \b
+    Example:
+      lora-codemod smoke train.py -- --model_path {tiny_model} \\
+          --output_dir {output_dir} --use_lora --max_steps 2
+
+    Exit 0: the script succeeded and the adapter verified (with --nproc > 1, one rank wrote it);
+    1: the script ran but a check failed; 2: it could not run (usage, crash, timeout).
+    Under --compare the patched run decides the exit code.
+    """
+    _require_smoke_extra()
+    if no_fix and compare:
+        _fail_usage("--no-fix and --compare exclude each other")
+    if timeout <= 0:
+        _fail_usage("--timeout must be positive")
+    if not script.is_file():
+        _fail_usage(f"{script}: no such file")
+
+    from rich.console import Console
+
+    from lora_codemod.smoke.device import LaunchError, plan_for_this_machine
+    from lora_codemod.smoke.report import QuietStatus, TerminalStatus, render_session
+    from lora_codemod.smoke.runner import SmokeRequest, SmokeUsageError, run_smoke
+
+    try:
+        plan = plan_for_this_machine(device, nproc)
+    except LaunchError as exc:
+        _fail_usage(str(exc))
+
+    status_console = Console(stderr=True, highlight=False)
+    # The live line and --verbose streaming are for a person at a terminal; piped output stays clean.
+    sink = TerminalStatus(status_console) if status_console.is_terminal else QuietStatus()
+    modes = ("unpatched", "patched") if compare else (("unpatched",) if no_fix else ("patched",))
+    request = SmokeRequest(
+        script=script,
+        script_args=list(script_args),
+        adapter_dir_template=adapter_dir,
+        base_model_template=base_model,
+        plan=plan,
+        timeout=timeout,
+        modes=modes,
+        keep=keep,
+        verbose=verbose and status_console.is_terminal,
+    )
+    try:
+        session = run_smoke(request, sink)
+    except SmokeUsageError as exc:
+        _fail_usage(str(exc))
+    if as_json:
+        click.echo(json.dumps(session.as_dict(), indent=2))
+    else:
+        render_session(_stdout_console(), session)
+    sys.exit(session.status_code)

@@ -1,0 +1,296 @@
+"""Instrumentation installed in the child process before the script runs.
+
+Records every model save (`PreTrainedModel.save_pretrained`, `PeftModel.save_pretrained`,
+`Trainer.save_model`) and the run's phases as JSON lines in a per-process file of the events
+directory; the parent reads them for the live status line and the report.
+
+Patches are applied right after the owning module is imported (an import hook), so a script pays
+no extra import time and a script that never imports transformers is not touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import inspect
+import itertools
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+EVENTS_ENV = "LORA_CODEMOD_SMOKE_EVENTS"
+FORCE_BACKEND_ENV = "LORA_CODEMOD_SMOKE_FORCE_BACKEND"
+
+
+def process_rank() -> int:
+    # torchrun sets RANK (global); a single process has none and is rank 0.
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+class EventLog:
+    """Appends one JSON object per line; a line is written and flushed in one call."""
+
+    def __init__(self, directory: str | None):
+        self.rank = process_rank()
+        self._lock = threading.Lock()
+        self._file = None
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, f"rank{self.rank}-pid{os.getpid()}.jsonl")
+            self._file = open(path, "a", encoding="utf-8", buffering=1)
+
+    def emit(self, kind: str, **fields) -> None:
+        if self._file is None:
+            return
+        record = {"kind": kind, "rank": self.rank, "pid": os.getpid(), "t": time.time(), **fields}
+        line = json.dumps(record, default=str) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def phase(self, text: str) -> None:
+        self.emit("phase", phase=text)
+
+
+class _SaveStack(threading.local):
+    def __init__(self) -> None:
+        self.active: list[dict] = []
+
+
+_ids = itertools.count(1)
+_stack = _SaveStack()
+
+
+def _describe_model(obj) -> tuple[str, str, bool]:
+    """(class name, kind, LoRA layers injected) for the object being saved."""
+    cls = type(obj)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    mro = {f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__}
+    if any(m.startswith("peft.") and m.endswith(".PeftModel") for m in mro):
+        return name, "peft", True
+    has_lora = False
+    named_modules = getattr(obj, "named_modules", None)
+    if named_modules is not None:
+        try:
+            has_lora = any(hasattr(m, "lora_A") for _, m in named_modules())
+        except Exception:
+            has_lora = False
+    if getattr(obj, "_hf_peft_config_loaded", False):
+        # model.add_adapter(cfg): transformers' own PEFT integration, which saves adapter files.
+        return name, "transformers (add_adapter)", has_lora
+    return name, "transformers", has_lora
+
+
+def _bound_argument(function, args, kwargs, name: str, default):
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs)
+    except TypeError:
+        return kwargs.get(name, default)
+    return bound.arguments.get(name, default)
+
+
+def _recorded(log: EventLog, api: str, describe):
+    """Wrap a save method: `describe(self, args, kwargs)` gives the event's fields before the call."""
+
+    def decorate(original):
+        @functools.wraps(original)
+        def wrapper(self, *args, **kwargs):
+            fields = describe(original, self, args, kwargs)
+            parent = _stack.active[-1] if _stack.active else None
+            event = {"id": f"{log.rank}-{os.getpid()}-{next(_ids)}", "api": api, **fields}
+            event["parent"] = parent["id"] if parent else None
+            event["via"] = parent["api"] if parent else None
+            log.emit("save", **event)
+            if parent is None:
+                log.phase(f"saving ({api})")
+            _stack.active.append(event)
+            try:
+                result = original(self, *args, **kwargs)
+            except BaseException as exc:
+                log.emit("save_end", id=event["id"], ok=False, error=f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                _stack.active.pop()
+            log.emit("save_end", id=event["id"], ok=True, error=None)
+            return result
+
+        wrapper.__lora_codemod_instrumented__ = True
+        return wrapper
+
+    return decorate
+
+
+def _describe_save_pretrained(original, self, args, kwargs) -> dict:
+    directory = _bound_argument(original, (self, *args), kwargs, "save_directory", None)
+    writes = _bound_argument(original, (self, *args), kwargs, "is_main_process", True)
+    cls, kind, has_lora = _describe_model(self)
+    return {
+        "class": cls,
+        "model_kind": kind,
+        "lora_injected": has_lora,
+        "dir": os.path.abspath(os.fspath(directory)) if directory is not None else None,
+        "writes": bool(writes),
+        "adapters": sorted(getattr(self, "peft_config", {}) or {}) if kind == "peft" else None,
+    }
+
+
+def _describe_save_model(original, self, args, kwargs) -> dict:
+    directory = _bound_argument(original, (self, *args), kwargs, "output_dir", None)
+    if directory is None:
+        directory = getattr(getattr(self, "args", None), "output_dir", None)
+    internal = bool(_bound_argument(original, (self, *args), kwargs, "_internal_call", False))
+    model = getattr(self, "model", None)
+    cls, kind, has_lora = _describe_model(model) if model is not None else ("?", "?", False)
+    # Trainer.save_model writes only where args.should_save (the main process, or one per node).
+    writes = bool(getattr(getattr(self, "args", None), "should_save", True))
+    return {
+        "class": cls,
+        "model_kind": kind,
+        "lora_injected": has_lora,
+        "dir": os.path.abspath(os.fspath(directory)) if directory is not None else None,
+        "writes": writes,
+        "checkpoint": internal,
+        "adapters": None,
+    }
+
+
+def _patch_method(owner, name: str, wrapper_factory) -> None:
+    original = owner.__dict__.get(name)
+    if original is None or getattr(original, "__lora_codemod_instrumented__", False):
+        return
+    setattr(owner, name, wrapper_factory(original))
+
+
+def _patch_modeling_utils(log: EventLog, module) -> None:
+    model_class = module.PreTrainedModel
+    _patch_method(model_class, "save_pretrained", _recorded(log, "save_pretrained", _describe_save_pretrained))
+
+    loader = model_class.__dict__.get("from_pretrained")
+    if isinstance(loader, classmethod) and not getattr(loader.__func__, "__lora_codemod_instrumented__", False):
+        original = loader.__func__
+
+        @functools.wraps(original)
+        def from_pretrained(cls, *args, **kwargs):
+            log.phase(f"loading {cls.__name__}")
+            return original(cls, *args, **kwargs)
+
+        from_pretrained.__lora_codemod_instrumented__ = True
+        model_class.from_pretrained = classmethod(from_pretrained)
+
+
+def _patch_peft_model(log: EventLog, module) -> None:
+    _patch_method(module.PeftModel, "save_pretrained", _recorded(log, "save_pretrained", _describe_save_pretrained))
+
+
+def _patch_trainer(log: EventLog, module) -> None:
+    trainer_class = module.Trainer
+    _patch_method(trainer_class, "save_model", _recorded(log, "save_model", _describe_save_model))
+
+    from transformers.trainer_callback import TrainerCallback
+
+    class StepReporter(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            log.phase(f"training 0/{state.max_steps}")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            log.phase(f"training {state.global_step}/{state.max_steps}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            log.phase("training done")
+
+    def init_factory(original):
+        @functools.wraps(original)
+        def __init__(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            self.add_callback(StepReporter())
+
+        __init__.__lora_codemod_instrumented__ = True
+        return __init__
+
+    _patch_method(trainer_class, "__init__", init_factory)
+
+
+def _patch_torch(log: EventLog, module) -> None:
+    forced = os.environ.get(FORCE_BACKEND_ENV) or None
+    distributed = getattr(module, "distributed", None)
+    if not forced or distributed is None or not hasattr(distributed, "init_process_group"):
+        return
+    original = distributed.init_process_group
+    if getattr(original, "__lora_codemod_instrumented__", False):
+        return
+
+    @functools.wraps(original)
+    def init_process_group(*args, **kwargs):
+        requested = args[0] if args else kwargs.get("backend")
+        if requested is not None and requested != forced:
+            log.emit("backend", requested=str(requested), used=forced)
+        if args:
+            args = (forced, *args[1:])
+        else:
+            kwargs["backend"] = forced
+        kwargs.pop("device_id", None)  # a CUDA device id makes no sense once GPUs are hidden
+        return original(*args, **kwargs)
+
+    init_process_group.__lora_codemod_instrumented__ = True
+    distributed.init_process_group = init_process_group
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs a hook right after a named module has executed, whoever imports it."""
+
+    def __init__(self, hooks: dict):
+        self.hooks = dict(hooks)
+
+    def find_spec(self, fullname, path, target=None):
+        hook = self.hooks.pop(fullname, None)
+        if hook is None:
+            return None
+        spec = None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        original_exec = spec.loader.exec_module
+
+        def exec_module(module):
+            original_exec(module)
+            hook(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def install(events_dir: str | None) -> EventLog:
+    """Install every patch (now for modules already imported, else on their import)."""
+    log = EventLog(events_dir)
+    hooks = {
+        "torch": functools.partial(_patch_torch, log),
+        "transformers.modeling_utils": functools.partial(_patch_modeling_utils, log),
+        "transformers.trainer": functools.partial(_patch_trainer, log),
+        "peft.peft_model": functools.partial(_patch_peft_model, log),
+    }
+    pending = {}
+    for name, hook in hooks.items():
+        if name in sys.modules:
+            hook(sys.modules[name])
+        else:
+            pending[name] = hook
+    sys.meta_path.insert(0, _AfterImport(pending))
+    return log
+
+
+def exception_summary(exc: BaseException) -> dict:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return {"type": type(exc).__name__, "message": message, "where": where}
