@@ -22,7 +22,8 @@ class Config:
 
     @property
     def flag_regex(self) -> re.Pattern[str]:
-        return re.compile(self.flag_pattern)
+        # Case-insensitive: a module constant `USE_LORA` is the same flag as `args.use_lora`.
+        return re.compile(self.flag_pattern, re.IGNORECASE)
 
     def enabled(self, code: str) -> bool:
         if code in self.ignore:

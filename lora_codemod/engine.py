@@ -24,7 +24,7 @@ EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 @lru_cache(maxsize=8)
 def _flag_word(pattern: str) -> re.Pattern[bytes]:
     # A flag name or key that fully matches the pattern stands between non-word characters.
-    return re.compile(rb"(?<![A-Za-z0-9_])(?:" + pattern.encode() + rb")(?![A-Za-z0-9_])")
+    return re.compile(rb"(?<![A-Za-z0-9_])(?:" + pattern.encode() + rb")(?![A-Za-z0-9_])", re.IGNORECASE)
 
 
 def may_need_work(source: bytes, config: Config) -> bool:

@@ -41,6 +41,11 @@ class SaveInBlock:
     leading_node: cst.BaseExpression | None = None
 
     @property
+    def block(self) -> cst.BaseSuite:
+        """The LoRA block itself (not the `if` around it, whose other branches are not LoRA)."""
+        return self.owner.body
+
+    @property
     def main_process_only(self) -> bool:
         return has_keyword(self.call, "is_main_process")
 

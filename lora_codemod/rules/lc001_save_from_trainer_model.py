@@ -183,9 +183,9 @@ if args.use_lora:
 
     def _retarget_tests(self, ctx: RuleContext, group: list[SaveInBlock], renamed: set[str], name: str) -> None:
         """Point `hasattr(model, ...)` in `if`/`elif` tests that choose between the saves at `name`."""
-        owner = group[0].owner
+        block = group[0].block
         for if_node, at in ctx.index.ifs.values():
-            if not at.encloses(owner) or not any(s.at.encloses(if_node) for s in group):
+            if not at.encloses(block) or not any(s.at.encloses(if_node) for s in group):
                 continue
             for call in _inspecting_calls(if_node.test):
                 target = call.args[0].value

@@ -128,7 +128,7 @@ if args.use_lora:
             anchor: cst.CSTNode = save.block_if if save.branch is Branch.BODY else save.owner
             collectives = sorted({
                 name for call in index.collective_calls
-                if call.encloses(save.owner) and (name := collective_name(call, index))
+                if call.encloses(save.block) and (name := collective_name(call, index))
             })
             message = f"every rank writes the adapter (distributed script: {signal})"
             if collectives:
