@@ -104,6 +104,8 @@ class ModuleIndex:
     signals: list[tuple[str, cst.CSTNode | None]] = field(default_factory=list)
     quote_counts: dict[str, int] = field(default_factory=lambda: {'"': 0, "'": 0})
     is_elif: set[int] = field(default_factory=set)  # ids of `If` nodes that are an `elif`
+    # Same-file classes that are plain `nn.Module`s with no `save_pretrained` (seed-style wrappers).
+    plain_module_classes: set[str] = field(default_factory=set)
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -141,6 +143,7 @@ class _Indexer(cst.CSTVisitor):
         self.order = 0
         self.trainer_classes: set[str] = set()
         self.class_bases: dict[str, list[str]] = {}
+        self.classes_with_save: set[str] = set()
         self.call_assignments: list[tuple[str, cst.Call, Located]] = []
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -238,8 +241,11 @@ class _Indexer(cst.CSTVisitor):
                     self.bind(asname, None, node)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        bases = [last_part(dotted_name(b.value) or "") for b in node.bases]
+        bases = [last_part(dotted_name(b.value) or "") for b in node.bases if b.keyword is None]
         self.class_bases[node.name.value] = bases
+        body = node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
+        if any(isinstance(s, cst.FunctionDef) and s.name.value == "save_pretrained" for s in body):
+            self.classes_with_save.add(node.name.value)
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         self.function_stack.append(node.name.value)
@@ -318,6 +324,18 @@ class _Indexer(cst.CSTVisitor):
                 if cls not in classes and any(b.endswith("Trainer") or b in classes for b in bases):
                     classes.add(cls)
                     changed = True
+        # Plain wrappers: every base is nn.Module or another plain wrapper; nobody adds save_pretrained.
+        plain: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for cls, bases in self.class_bases.items():
+                if cls in plain or cls in self.classes_with_save or not bases:
+                    continue
+                if all(b == "Module" or b in plain for b in bases):
+                    plain.add(cls)
+                    changed = True
+        self.index.plain_module_classes = plain
         for name, call, at in self.call_assignments:
             callee = last_part(callee_name(call) or "")
             if callee.endswith("Trainer") or callee in classes:

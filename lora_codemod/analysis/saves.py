@@ -9,7 +9,7 @@ import libcst as cst
 
 from lora_codemod.analysis.index import BlockOwner, Located, ModuleIndex
 from lora_codemod.analysis.lora import Branch
-from lora_codemod.analysis.names import dotted_name, dotted_prefix_nodes, has_keyword
+from lora_codemod.analysis.names import callee_name, dotted_name, dotted_prefix_nodes, has_keyword, last_part
 from lora_codemod.analysis.trainer import (
     NON_WEIGHT_PARTS,
     is_not_a_model,
@@ -79,6 +79,7 @@ def _classify(item: SaveInBlock, receiver: cst.BaseExpression, index: ModuleInde
     owner = trainer_model_owner(receiver, index)
     if owner:
         verdict(Verdict.ALREADY_FIXED, f"already saves from {owner}.model", owner)
+        _check_plain_wrapper(item, index, owner, shown=name)
         return
     parts = name.split(".")
     if len(parts) > 1 and parts[-1] in NON_WEIGHT_PARTS:
@@ -96,6 +97,8 @@ def _classify(item: SaveInBlock, receiver: cst.BaseExpression, index: ModuleInde
         owner = trainer_model_owner(binding.value, index)
         if owner is not None:
             verdict(Verdict.ALREADY_FIXED, f"`{prefix}` is bound from the trainer's model", owner or None)
+            if owner and prefix == name:
+                _check_plain_wrapper(item, index, owner, shown=name)
             return
         break
 
@@ -142,3 +145,25 @@ def _classify(item: SaveInBlock, receiver: cst.BaseExpression, index: ModuleInde
         )
         return
     verdict(Verdict.FIXABLE, "", trainer)
+
+
+def _check_plain_wrapper(item: SaveInBlock, index: ModuleIndex, trainer: str, shown: str) -> None:
+    """The seed's snippet saves `trainer.model` itself. When that is a plain `nn.Module` wrapper
+    of this file (LoRA on a model inside it), `save_pretrained` does not exist on it."""
+    if shown not in (f"{trainer}.model", f"{trainer}.model_wrapped") and "." in shown:
+        return  # a chain into the wrapper (`model_to_save.model.save_pretrained`) is fine
+    for build in index.trainer_builds:
+        if build.name != trainer or build.at.scope is not item.at.scope or build.at.order > item.at.order:
+            continue
+        for name in model_names(build, index).direct:
+            for binding in build.at.scope.bindings_of(name):
+                value = binding.value
+                if binding.order < build.at.order and isinstance(value, cst.Call):
+                    cls = last_part(callee_name(value) or "")
+                    if cls in index.plain_module_classes:
+                        item.verdict = Verdict.REVIEW
+                        item.reason = (
+                            f"{trainer}.model can be a `{cls}`, a plain nn.Module without save_pretrained: "
+                            "this raises AttributeError; save the PEFT model inside it"
+                        )
+                        return
