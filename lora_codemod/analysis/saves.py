@@ -39,6 +39,9 @@ class SaveInBlock:
     trainer: str | None = None  # T, when known
     leading: str | None = None  # the model name replaced by the rewrite
     leading_node: cst.BaseExpression | None = None
+    # Why the leading name is not the trained object: "ancestor" (the base that get_peft_model
+    # wrapped), "peft_config" (the trainer wraps it itself), "" (same object; the fix is defensive).
+    stale: str = ""
 
     @property
     def block(self) -> cst.BaseSuite:
@@ -144,6 +147,10 @@ def _classify(item: SaveInBlock, receiver: cst.BaseExpression, index: ModuleInde
             trainer,
         )
         return
+    if any(b.name == trainer and has_keyword(b.call, "peft_config") for b in builds):
+        item.stale = "peft_config"
+    elif not direct:
+        item.stale = "ancestor"
     verdict(Verdict.FIXABLE, "", trainer)
 
 

@@ -176,9 +176,7 @@ if args.use_lora:
             assert save.leading_node is not None and save.leading is not None
             ctx.plan.rename(save.leading_node, name)
             renamed.add(save.leading)
-            ctx.report(self.code, save.call,
-                       f"adapter saved from `{save.leading}`, not from {trainer}.model (the object the Trainer trained)",
-                       Status.FIXED)
+            ctx.report(self.code, save.call, _fixed_message(save, trainer), Status.FIXED)
         self._retarget_tests(ctx, group, renamed, name)
 
     def _retarget_tests(self, ctx: RuleContext, group: list[SaveInBlock], renamed: set[str], name: str) -> None:
@@ -193,6 +191,14 @@ if args.use_lora:
                     if prefix in renamed:
                         ctx.plan.rename(node, name)
                         break
+
+
+def _fixed_message(save: SaveInBlock, trainer: str) -> str:
+    if save.stale == "peft_config":
+        return f"`{save.leading}` is the base model: {trainer} wraps it in a PeftModel itself (peft_config=)"
+    if save.stale == "ancestor":
+        return f"`{save.leading}` is the base model that get_peft_model wrapped: it saves a full model, not the adapter"
+    return f"save the adapter from {trainer}.model (unwrapped), the object the Trainer trained, not `{save.leading}`"
 
 
 def _inspecting_calls(test: cst.BaseExpression) -> list[cst.Call]:
