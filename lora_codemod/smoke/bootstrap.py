@@ -10,6 +10,7 @@ from __future__ import annotations
 import linecache
 import os
 import sys
+import traceback
 import types
 
 CODE_ENV = "LORA_CODEMOD_SMOKE_CODE"  # file holding the code to run (the patched copy)
@@ -42,9 +43,15 @@ def run_script(code_path: str, script_path: str, argv: list[str], log) -> None:
         code_value = exc.code
         log.emit("exit", code=code_value if isinstance(code_value, int) or code_value is None else 1)
         raise
+    except KeyboardInterrupt:
+        raise
     except BaseException as exc:
         log.emit("exception", **exception_summary(exc))
-        raise
+        # The traceback a plain `python SCRIPT` would print: from the script's frames down,
+        # without this bootstrap's frames on top.
+        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+        sys.stderr.flush()
+        raise SystemExit(1) from None
     log.emit("exit", code=0)
     log.phase("finished")
 

@@ -61,6 +61,9 @@ def plan_launch(device: str, nproc: int, cuda_available: bool, cuda_device_count
     if device == "cpu":
         # Hide GPUs so that Trainer/accelerate pick the CPU, exactly as on a machine without one.
         env["CUDA_VISIBLE_DEVICES"] = ""
+        # Without this, TrainingArguments on a GPU-less machine under torchrun does not join a
+        # process group at all: every rank trains alone and believes it is rank zero.
+        env["ACCELERATE_USE_CPU"] = "true"
         backend = "gloo" if nproc > 1 else None
         return LaunchPlan("cpu", nproc, backend, env, forced_backend=backend)
 

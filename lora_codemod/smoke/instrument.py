@@ -219,7 +219,7 @@ def _patch_trainer(log: EventLog, module) -> None:
 def _patch_torch(log: EventLog, module) -> None:
     forced = os.environ.get(FORCE_BACKEND_ENV) or None
     distributed = getattr(module, "distributed", None)
-    if not forced or distributed is None or not hasattr(distributed, "init_process_group"):
+    if distributed is None or not hasattr(distributed, "init_process_group"):
         return
     original = distributed.init_process_group
     if getattr(original, "__lora_codemod_instrumented__", False):
@@ -228,14 +228,18 @@ def _patch_torch(log: EventLog, module) -> None:
     @functools.wraps(original)
     def init_process_group(*args, **kwargs):
         requested = args[0] if args else kwargs.get("backend")
-        if requested is not None and requested != forced:
-            log.emit("backend", requested=str(requested), used=forced)
-        if args:
-            args = (forced, *args[1:])
-        else:
-            kwargs["backend"] = forced
-        kwargs.pop("device_id", None)  # a CUDA device id makes no sense once GPUs are hidden
-        return original(*args, **kwargs)
+        if forced:
+            if requested is not None and str(requested) != forced:
+                log.emit("backend", requested=str(requested), used=forced)
+            if args:
+                args = (forced, *args[1:])
+            else:
+                kwargs["backend"] = forced
+            kwargs.pop("device_id", None)  # a CUDA device id makes no sense once GPUs are hidden
+        result = original(*args, **kwargs)
+        # Proof that this rank joined a process group (else every rank thinks it is rank zero).
+        log.emit("process_group", backend=str(distributed.get_backend()), world_size=distributed.get_world_size())
+        return result
 
     init_process_group.__lora_codemod_instrumented__ = True
     distributed.init_process_group = init_process_group
@@ -248,7 +252,9 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         self.hooks = dict(hooks)
 
     def find_spec(self, fullname, path, target=None):
-        hook = self.hooks.pop(fullname, None)
+        # Not popped here: availability checks (importlib.util.find_spec("torch")) ask for a spec
+        # without loading it; the hook must wait for the import that really executes the module.
+        hook = self.hooks.get(fullname)
         if hook is None:
             return None
         spec = None
@@ -264,7 +270,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
         def exec_module(module):
             original_exec(module)
-            hook(module)
+            if self.hooks.pop(fullname, None) is not None:
+                hook(module)
 
         spec.loader.exec_module = exec_module
         return spec

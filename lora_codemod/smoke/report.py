@@ -39,11 +39,7 @@ def render_verify(console: Console, result: VerifyResult) -> None:
 
 
 def _shown_dir(path: str | None, run: SmokeRun) -> str:
-    if not path:
-        return "?"
-    if path == run.output_dir or path.startswith(run.output_dir + os.sep):
-        return "{output_dir}" + path[len(run.output_dir) :]
-    return path
+    return run.shown(path)
 
 
 def _saved_object(save: SaveCall) -> str:

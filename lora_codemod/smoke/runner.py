@@ -106,6 +106,7 @@ class SmokeRun:
     saves: list[SaveCall] = field(default_factory=list)
     exception: dict | None = None
     backend_overrides: list[dict] = field(default_factory=list)
+    process_groups: list[dict] = field(default_factory=list)  # one per rank that joined a group
     run_checks: list[verify_mod.Check] = field(default_factory=list)
     verify: verify_mod.VerifyResult | None = None
 
@@ -146,7 +147,15 @@ class SmokeRun:
         if self.plan.distributed and len(writers) == 1:
             who = f", written by rank {writers[0]} alone"
         warned = any(c.status == verify_mod.WARN for c in self.all_checks())
-        return f"PASS: a valid LoRA adapter in {self.adapter_dir}{who}" + (" (with warnings)" if warned else "")
+        return f"PASS: a valid LoRA adapter in {self.shown(self.adapter_dir)}{who}" + (" (with warnings)" if warned else "")
+
+    def shown(self, path: str | None) -> str:
+        """A path as the user wrote it: under the temporary output dir, as {output_dir}/..."""
+        if not path:
+            return "?"
+        if path == self.output_dir or path.startswith(self.output_dir + os.sep):
+            return OUTPUT_DIR + path[len(self.output_dir) :]
+        return path
 
     def as_dict(self) -> dict:
         return {
@@ -162,6 +171,7 @@ class SmokeRun:
             "last_phase": self.last_phase,
             "exception": self.exception,
             "backend_overrides": self.backend_overrides,
+            "process_groups": self.process_groups,
             "fix": self.fix.as_dict(),
             "output_dir": self.output_dir,
             "adapter_dir": self.adapter_dir,
@@ -462,6 +472,22 @@ def run_checks(run: SmokeRun) -> list[verify_mod.Check]:
 
     writers = run.adapter_writers()
     if run.plan.distributed:
+        joined = sorted({int(g["rank"]) for g in run.process_groups if g.get("world_size") == run.plan.nproc})
+        if len(joined) == run.plan.nproc:
+            backends = ", ".join(sorted({str(g["backend"]) for g in run.process_groups}))
+            checks.append(
+                verify_mod.Check("ranks joined one process group", verify_mod.PASS, f"backend {backends}", f"{len(joined)} ranks")
+            )
+        else:
+            checks.append(
+                verify_mod.Check(
+                    "ranks joined one process group",
+                    verify_mod.WARN,
+                    "not every rank joined a process group: each such rank trained alone and "
+                    "is_world_process_zero() was true on all of them",
+                    f"{len(joined)} of {run.plan.nproc} ranks",
+                )
+            )
         if len(writers) == 1:
             checks.append(verify_mod.Check("one rank writes the adapter", verify_mod.PASS, f"rank {writers[0]} alone", "1 writer"))
         elif not writers:
@@ -625,6 +651,9 @@ def _run_mode(
         saves=collect_saves(events),
         exception=next((e for e in events if e.get("kind") == "exception"), None),
         backend_overrides=[e for e in events if e.get("kind") == "backend"],
+        process_groups=[
+            {k: e.get(k) for k in ("rank", "backend", "world_size")} for e in events if e.get("kind") == "process_group"
+        ],
     )
     if run.exception is not None:
         run.exception = {k: run.exception.get(k) for k in ("type", "message", "where", "rank")}
