@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Union
 
 import libcst as cst
 
@@ -42,7 +42,6 @@ class Binding:
     target: str
     value: cst.BaseExpression | None  # None: bound by for/with/import/augmented assignment
     container: cst.CSTNode  # the statement list (Module / IndentedBlock / suite) holding it
-    line_node: cst.CSTNode  # for the position in messages
 
 
 @dataclass
@@ -73,12 +72,6 @@ class Located:
             elif child is node.orelse and isinstance(child, cst.Else):
                 yield node, Branch.ELSE, child
 
-    def statement(self) -> cst.CSTNode | None:
-        """The innermost statement (simple or compound) that holds the node."""
-        for node in reversed(self.ancestors):
-            if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-                return node
-        return None
 
 
 @dataclass
@@ -177,17 +170,17 @@ class _Indexer(cst.CSTVisitor):
                 return node
         return self.stack[0]
 
-    def bind(self, target: cst.BaseExpression | str, value: cst.BaseExpression | None, at: cst.CSTNode, scope: Scope | None = None) -> None:
+    def bind(self, target: cst.BaseExpression | str, value: cst.BaseExpression | None, scope: Scope | None = None) -> None:
         name = target if isinstance(target, str) else dotted_name(target)
         if name is None:
             if isinstance(target, (cst.Tuple, cst.List)):
                 for element in target.elements:
-                    self.bind(element.value, None, at, scope)
+                    self.bind(element.value, None, scope)
             elif isinstance(target, cst.StarredElement):
-                self.bind(target.value, None, at, scope)
+                self.bind(target.value, None, scope)
             return
         scope = scope or self.scope
-        binding = Binding(order=self.order, target=name, value=value, container=self.container(), line_node=at)
+        binding = Binding(order=self.order, target=name, value=value, container=self.container())
         scope.bindings.setdefault(name, []).append(binding)
 
     # -- names and strings ------------------------------------------------------------------
@@ -223,7 +216,7 @@ class _Indexer(cst.CSTVisitor):
             if name.startswith("torch.distributed"):
                 self.index.signals.append((f"imports {name}", node))
             if alias.asname is not None:
-                self.bind(alias.asname.name, None, node)  # type: ignore[arg-type]
+                self.bind(alias.asname.name, None)  # type: ignore[arg-type]
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         module = dotted_name(node.module) if node.module is not None else ""
@@ -238,7 +231,7 @@ class _Indexer(cst.CSTVisitor):
                 if asname and name.endswith("Trainer"):
                     self.trainer_classes.add(asname)  # `from transformers import Trainer as HFT`
                 if asname:
-                    self.bind(asname, None, node)
+                    self.bind(asname, None)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         bases = [last_part(dotted_name(b.value) or "") for b in node.bases if b.keyword is None]
@@ -251,15 +244,15 @@ class _Indexer(cst.CSTVisitor):
         self.function_stack.append(node.name.value)
         params = node.params
         for param in (*params.posonly_params, *params.params, *params.kwonly_params):
-            self.bind(param.name.value, None, node)
+            self.bind(param.name.value, None)
         for star in (params.star_arg, params.star_kwarg):
             if isinstance(star, cst.Param):
-                self.bind(star.name.value, None, node)
+                self.bind(star.name.value, None)
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
         self.function_stack.pop()
         # The def binds its name in the enclosing scope.
-        self.bind(original_node.name.value, None, original_node, scope=self.scope_stack[-1][0].parent or self.scope)
+        self.bind(original_node.name.value, None, scope=self.scope_stack[-1][0].parent or self.scope)
 
     # -- statements -------------------------------------------------------------------------
     def visit_If(self, node: cst.If) -> None:
@@ -269,7 +262,7 @@ class _Indexer(cst.CSTVisitor):
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
-            self.bind(target.target, node.value, node)
+            self.bind(target.target, node.value)
         if len(node.targets) == 1 and isinstance(node.value, cst.Call):
             name = dotted_name(node.targets[0].target)
             if name is not None:
@@ -278,28 +271,28 @@ class _Indexer(cst.CSTVisitor):
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         if node.value is None:
             return
-        self.bind(node.target, node.value, node)
+        self.bind(node.target, node.value)
         if isinstance(node.value, cst.Call):
             name = dotted_name(node.target)
             if name is not None:
                 self.call_assignments.append((name, node.value, self.located(node)))
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self.bind(node.target, None, node)
+        self.bind(node.target, None)
 
     def visit_For(self, node: cst.For) -> None:
-        self.bind(node.target, None, node)
+        self.bind(node.target, None)
 
     def visit_WithItem(self, node: cst.WithItem) -> None:
         if node.asname is not None:
-            self.bind(node.asname.name, None, node)
+            self.bind(node.asname.name, None)
 
     def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
-        self.bind(node.target, node.value, node)
+        self.bind(node.target, node.value)
 
     def visit_ExceptHandler(self, node: cst.ExceptHandler) -> None:
         if node.name is not None:
-            self.bind(node.name.name, None, node)
+            self.bind(node.name.name, None)
 
     # -- calls ------------------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
@@ -351,6 +344,3 @@ def build_index(module: cst.Module, flag: re.Pattern[str], source_text: str) -> 
         index.signals.append((f"mentions {match.group(0)}", None))
     return index
 
-
-def within(items: Sequence[Located], owner: cst.CSTNode) -> list[Located]:
-    return [item for item in items if item.encloses(owner)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from lora_codemod.analysis.index import Located, ModuleIndex, Scope
+from lora_codemod.analysis.index import ModuleIndex, Scope
 from lora_codemod.analysis.names import callee_name, dotted_prefix_nodes
 from lora_codemod.analysis.saves import SaveInBlock, Verdict
 from lora_codemod.analysis.trainer import latest_binding, trainer_model_owner
@@ -28,7 +28,7 @@ def free_name(scope: Scope) -> str:
 def reusable_name(save: SaveInBlock, trainer: str, index: ModuleIndex) -> str | None:
     """A name already bound to the trainer's unwrapped model on every path to the save."""
     scope, order = save.at.scope, save.at.order
-    for name, bindings in scope.bindings.items():
+    for name, _bindings in scope.bindings.items():
         binding = latest_binding(scope, name, before=order)
         if binding is None or binding.value is None:
             continue

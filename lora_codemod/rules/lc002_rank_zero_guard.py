@@ -8,7 +8,6 @@ from lora_codemod.analysis.index import Located, ModuleIndex
 from lora_codemod.analysis.lora import Branch
 from lora_codemod.analysis.names import dotted_name, last_part
 from lora_codemod.analysis.saves import SaveInBlock, Verdict
-from lora_codemod.analysis.trainer import trainer_model_owner
 from lora_codemod.findings import Status
 from lora_codemod.rules.base import Example, Rule, RuleContext
 
