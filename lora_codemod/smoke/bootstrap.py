@@ -46,7 +46,7 @@ def run_script(code_path: str, script_path: str, argv: list[str], log) -> None:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        log.emit("exception", **exception_summary(exc))
+        log.emit("exception", **exception_summary(exc, script_path))
         # The traceback a plain `python SCRIPT` would print: from the script's frames down,
         # without this bootstrap's frames on top.
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)

@@ -166,6 +166,9 @@ def smoke(
     try:
         session = run_smoke(request, sink)
     except SmokeUsageError as exc:
+        if exc.complete_line:
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_USAGE)
         _fail_usage(str(exc))
     if as_json:
         click.echo(json.dumps(session.as_dict(), indent=2))

@@ -296,8 +296,11 @@ def install(events_dir: str | None) -> EventLog:
     return log
 
 
-def exception_summary(exc: BaseException) -> dict:
+def exception_summary(exc: BaseException, script_path: str | None = None) -> dict:
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    # Where in the user's script it went wrong, rather than deep inside a library.
+    in_script = [f for f in frames if script_path and f.filename == script_path]
+    frame = (in_script or frames or [None])[-1]
+    where = f"{frame.filename}:{frame.lineno}" if frame is not None else ""
     message = str(exc).splitlines()[0] if str(exc) else ""
     return {"type": type(exc).__name__, "message": message, "where": where}

@@ -35,6 +35,11 @@ OUTPUT_TAIL_LINES = 200
 class SmokeUsageError(Exception):
     """The run cannot start (bad arguments, the fix failed to parse the script): exit 2."""
 
+    def __init__(self, message: str, complete_line: bool = False):
+        super().__init__(message)
+        # True when the message is already a full `path:line:col: error: ...` line.
+        self.complete_line = complete_line
+
 
 @dataclass
 class FixSummary:
@@ -458,7 +463,7 @@ def apply_fix(script: Path, source: bytes) -> tuple[bytes, FixSummary]:
 
     result = transform_source(source, str(script))
     if result.error is not None:
-        raise SmokeUsageError(result.error.format())
+        raise SmokeUsageError(result.error.format(), complete_line=True)
     return result.output, FixSummary(applied=True, changed=result.changed, findings=list(result.findings))
 
 
@@ -577,7 +582,7 @@ def run_smoke(request: SmokeRequest, sink: StatusSink) -> SmokeSession:
     # The fix runs before anything slow: a script the rewrite cannot parse stops here.
     fixed: tuple[bytes, FixSummary] | None = None
     if "patched" in request.modes:
-        fixed = apply_fix(script, source)
+        fixed = apply_fix(request.script, source)  # findings name the script as the user did
 
     run_dir = Path(tempfile.mkdtemp(prefix="lora-codemod-smoke-"))
     tiny_model = None
