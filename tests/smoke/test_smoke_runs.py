@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def test_script_runs_as_itself_and_its_file_is_never_written(tmp_path):
     }
     assert (script.read_bytes(), script.stat().st_mtime_ns) == before
     assert sorted(p.name for p in project.iterdir() if p.name != "__pycache__") == ["helper.py", "train.py"]
+    shutil.rmtree(parsed["run_dir"])
 
 
 def test_timeout_stops_the_whole_process_tree(tmp_path):
