@@ -420,7 +420,7 @@ def verify_adapter_dir(directory: str | Path, base_model: str | None = None) -> 
         result.add(
             "no torch.compile prefix",
             FAIL,
-            f"keys contain '_orig_mod.' (saved from a torch.compile'd model): it loads silently and does nothing",
+            "keys contain '_orig_mod.' (saved from a torch.compile'd model): it loads silently and does nothing",
             f"{len(compiled)} keys",
         )
 

@@ -7,7 +7,6 @@ they apply it in memory and expect the patched run to pass.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
