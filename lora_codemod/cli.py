@@ -100,12 +100,7 @@ def explain(code: str) -> None:
 
 def _register_runtime_commands() -> None:
     """`smoke`, `verify` and `tiny-model` live in lora_codemod.smoke; torch is imported only inside them."""
-    try:  # DEV-ONLY guard until smoke.commands lands; remove
-        from lora_codemod.smoke.commands import smoke, tiny_model, verify
-    except ModuleNotFoundError as exc:
-        if exc.name != "lora_codemod.smoke.commands":
-            raise
-        return
+    from lora_codemod.smoke.commands import smoke, tiny_model, verify
 
     for command in (smoke, verify, tiny_model):
         cli.add_command(command)
