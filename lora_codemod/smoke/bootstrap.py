@@ -41,6 +41,8 @@ def run_script(code_path: str, script_path: str, argv: list[str], log) -> None:
         exec(code, main.__dict__)
     except SystemExit as exc:
         code_value = exc.code
+        if code_value in (0, None):
+            close_process_group(log)
         log.emit("exit", code=code_value if isinstance(code_value, int) or code_value is None else 1)
         raise
     except KeyboardInterrupt:
@@ -52,8 +54,30 @@ def run_script(code_path: str, script_path: str, argv: list[str], log) -> None:
         traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
         sys.stderr.flush()
         raise SystemExit(1) from None
+    close_process_group(log)
     log.emit("exit", code=0)
     log.phase("finished")
+
+
+def close_process_group(log) -> None:
+    """After a script that succeeded: wait for every rank, then destroy the process group.
+
+    Scripts rarely destroy it themselves. Under gloo (torch 2.13) a rank that leaves while another
+    is still saving aborts at interpreter exit ("terminate called without an active exception"),
+    which is a teardown artefact, not a verdict on the save. Ranks that already destroyed the
+    group, or never made one, are left alone.
+    """
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is None or not distributed.is_available() or not distributed.is_initialized():
+        return
+    log.phase("waiting for the other ranks")
+    try:
+        distributed.barrier()
+        distributed.destroy_process_group()
+    except Exception as exc:  # reported, and the script's own result stands
+        log.emit("teardown", ok=False, error=f"{type(exc).__name__}: {exc}")
+        return
+    log.emit("teardown", ok=True, error=None)
 
 
 def main() -> None:

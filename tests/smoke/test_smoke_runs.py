@@ -43,6 +43,12 @@ def _only_run(parsed: dict) -> dict:
     return parsed["runs"][0]
 
 
+def _explain(run: dict) -> str:
+    """The verdict, plus the script's last output lines when it crashed."""
+    tail = "\n".join(run["output_tail"][-60:]) if run["exit_code"] != 0 else ""
+    return f"{run['verdict']}\n{tail}"
+
+
 def _writes(run: dict) -> list[tuple[int, str, bool]]:
     return [(s["rank"], s["class"].rsplit(".", 1)[-1], s["writes"]) for s in run["saves"] if s["via"] is None]
 
@@ -118,7 +124,7 @@ def test_guarded_ddp_save_is_written_by_rank_zero_alone(tmp_path, tiny_model):
     code, parsed, _ = run_cli(smoke, [str(script), "--no-fix", "--device", "cpu", "--nproc", "2", "--json",
                                       *training_args(str(tiny_model))])
     run = _only_run(parsed)
-    assert code == 0, run["verdict"]
+    assert code == 0, _explain(run)
     assert (run["processes"], run["backend"]) == (2, "gloo")
     assert sorted(g["rank"] for g in run["process_groups"]) == [0, 1]
     assert _writes(run) == [(0, "PeftModelForCausalLM", True)]
@@ -150,7 +156,7 @@ def test_single_process_fixture_compare(tmp_path, tiny_model):
     assert unpatched["status_code"] == 1
     assert _writes(unpatched) == [(0, "LlamaForCausalLM", True)]
     assert _finding_codes(patched) == ["LC001"]
-    assert patched["status_code"] == 0, patched["verdict"]
+    assert patched["status_code"] == 0, _explain(patched)
     assert _writes(patched) == [(0, "PeftModelForCausalLM", True)]
     assert check(patched, "loads on base model")["status"] == "pass"
     assert code == 0
@@ -164,7 +170,7 @@ def test_distributed_fixture_compare_under_torchrun(tmp_path, tiny_model):
     assert _writes(unpatched) == [(0, "LlamaForCausalLM", True), (1, "LlamaForCausalLM", True)]
     assert check(unpatched, "one rank writes the adapter")["status"] == "fail"
     assert _finding_codes(patched) == ["LC001", "LC002"]
-    assert patched["status_code"] == 0, patched["verdict"]
+    assert patched["status_code"] == 0, _explain(patched)
     assert _writes(patched) == [(0, "PeftModelForCausalLM", True)]
     assert code == 0
 
@@ -172,9 +178,9 @@ def test_distributed_fixture_compare_under_torchrun(tmp_path, tiny_model):
 def test_wrapper_fixture_passes_before_and_after_the_fix(tmp_path, tiny_model):
     script = copy_fixture("train_wrapper.py", tmp_path)
     code, unpatched, patched = _compare(script, [], str(tiny_model))
-    assert unpatched["status_code"] == 0, unpatched["verdict"]
+    assert unpatched["status_code"] == 0, _explain(unpatched)
     # The chain survives the rewrite: the PeftModel inside the wrapper is what gets saved.
     assert _finding_codes(patched) == ["LC001"]
-    assert patched["status_code"] == 0, patched["verdict"]
+    assert patched["status_code"] == 0, _explain(patched)
     assert _writes(patched) == [(0, "PeftModelForCausalLM", True)]
     assert code == 0
