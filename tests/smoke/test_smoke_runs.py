@@ -28,8 +28,10 @@ SEED_SNIPPET_ON_WRAPPER = (
 )
 
 # What the rewrite makes of train_ddp.py's save (spec LC001 + LC002), written out by hand so the
-# runner's distributed path is tested on its own.
-DDP_HAND_PATCHED = """    if trainer.is_world_process_zero():
+# runner's distributed path is tested on its own; plus a Trainer.save_model() on every rank, as
+# real scripts do, to check how collective saves are recorded.
+DDP_HAND_PATCHED = """    trainer.save_model()
+    if trainer.is_world_process_zero():
         if args.use_lora:
             model_to_save = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
             lora_output_dir = os.path.join(args.output_dir, "lora_adapters")
@@ -127,8 +129,16 @@ def test_guarded_ddp_save_is_written_by_rank_zero_alone(tmp_path, tiny_model):
     assert code == 0, _explain(run)
     assert (run["processes"], run["backend"]) == (2, "gloo")
     assert sorted(g["rank"] for g in run["process_groups"]) == [0, 1]
-    assert _writes(run) == [(0, "PeftModelForCausalLM", True)]
+    saves = [(s["rank"], s["api"], s["via"], s["writes"], s["dir"]) for s in run["saves"]]
+    output_dir, adapter_dir = run["output_dir"], run["output_dir"] + "/lora_adapters"
+    assert saves == [
+        (0, "save_model", None, True, output_dir),
+        (0, "save_pretrained", "save_model", True, output_dir),  # Trainer._save, inside save_model
+        (0, "save_pretrained", None, True, adapter_dir),
+        (1, "save_model", None, False, output_dir),  # not the main process: writes nothing
+    ]
     assert run["adapter_writers"] == [0]
+    assert [c["name"] for c in run["checks"] if c["status"] == "fail"] == []
     assert check(run, "lora_B trained")["status"] == "pass"
     assert run["verdict"] == "PASS: a valid LoRA adapter in {output_dir}/lora_adapters, written by rank 0 alone"
 
