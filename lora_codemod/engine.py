@@ -7,31 +7,22 @@ process pool call. `process_file` adds reading and the atomic, change-checked wr
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from lora_codemod.config import Config
 from lora_codemod.findings import Finding, SourceError, SourceResult
+from lora_codemod.prefilter import ast_may_need_work, text_may_need_work
 
 # Exit codes shared by every command.
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
-@lru_cache(maxsize=8)
-def _flag_word(pattern: str) -> re.Pattern[bytes]:
-    # A flag name or key that fully matches the pattern stands between non-word characters.
-    return re.compile(rb"(?<![A-Za-z0-9_])(?:" + pattern.encode() + rb")(?![A-Za-z0-9_])", re.IGNORECASE)
-
-
 def may_need_work(source: bytes, config: Config) -> bool:
-    """Cheap text test: can any rule apply? Most files of a tree stop here, unparsed."""
-    if b"save_model" in source:  # LC003
-        return True
-    return b"save_pretrained" in source and _flag_word(config.flag_pattern).search(source) is not None
+    """Can any rule apply? Most files of a tree stop at the text test, the rest mostly at `ast`."""
+    return text_may_need_work(source, config.flag_pattern) and ast_may_need_work(source, config.flag_regex)
 
 
 def transform_source(source: bytes, path: str = "<stdin>", config: Config | None = None) -> SourceResult:
