@@ -23,30 +23,25 @@ class Plan:
     guard_inside: dict[int, str] = field(default_factory=dict)  # id(owner) -> guard test source
     guard_around: dict[int, str] = field(default_factory=dict)  # id(if) -> guard test source
     move_before: set[int] = field(default_factory=set)  # id(guard if): move its first statement out
-    # Keep the keyed nodes alive so their ids stay unique while the plan exists.
-    _keep: list[cst.CSTNode] = field(default_factory=list)
+    # Keys are ids of nodes of the original tree, which stays alive (and so do its ids) while
+    # the plan is applied to it.
 
     def __bool__(self) -> bool:
         return bool(self.renames or self.inserts or self.guard_inside or self.guard_around or self.move_before)
 
     def rename(self, node: cst.BaseExpression, new_name: str) -> None:
-        self._keep.append(node)
         self.renames[id(node)] = new_name
 
     def insert_first(self, owner: BlockOwner, statement: cst.BaseStatement) -> None:
-        self._keep.append(owner)
         self.inserts.setdefault(id(owner), statement)
 
     def wrap_block_body(self, owner: BlockOwner, test: str) -> None:
-        self._keep.append(owner)
         self.guard_inside[id(owner)] = test
 
     def wrap_if(self, if_node: cst.If, test: str) -> None:
-        self._keep.append(if_node)
         self.guard_around[id(if_node)] = test
 
     def move_first_statement_before(self, guard: cst.If) -> None:
-        self._keep.append(guard)
         self.move_before.add(id(guard))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO
 
 from lora_codemod.findings import Finding, SourceError, Status
@@ -63,7 +63,6 @@ class Printer:
     out: IO[bytes]
     err: IO[str]
     color: bool = False
-    _console: object = field(default=None, repr=False)
 
     def diff(self, diff: bytes) -> None:
         if not diff:
