@@ -102,6 +102,14 @@ def test_diff_writes_nothing_and_goes_to_stdout(tree):
     assert snapshot(tree) == before
 
 
+def test_check_with_diff_shows_the_diff_and_writes_nothing(tree):
+    before = snapshot(tree)
+    result = CliRunner().invoke(cli, ["fix", "--check", "--diff", "trainer"])
+    assert result.exit_code == 1
+    assert "+    if args.use_lora:" in result.stdout and "[would fix]" in result.stderr
+    assert snapshot(tree) == before
+
+
 def test_unknown_rule_code_is_a_usage_error(tree):
     result = CliRunner().invoke(cli, ["fix", "--select", "LC009", "trainer"])
     assert result.exit_code == 2 and "unknown rule code" in result.output

@@ -170,7 +170,7 @@ def _check_plain_wrapper(item: SaveInBlock, index: ModuleIndex, trainer: str, sh
                     if cls in index.plain_module_classes:
                         item.verdict = Verdict.REVIEW
                         item.reason = (
-                            f"{trainer}.model can be a `{cls}`, a plain nn.Module without save_pretrained: "
-                            "this raises AttributeError; save the PEFT model inside it"
+                            f"{trainer}.model may be a plain nn.Module wrapper (`{cls}`, defined here) with no "
+                            "save_pretrained: this raises AttributeError; save the PEFT model inside it"
                         )
                         return
