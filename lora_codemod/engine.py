@@ -6,6 +6,7 @@ process pool call. `process_file` adds reading and the atomic, change-checked wr
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
 import tempfile
@@ -41,8 +42,7 @@ def transform_source(source: bytes, path: str = "<stdin>", config: Config | None
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
-        error = SourceError(path, f"cannot parse: {exc.message}", exc.raw_line, exc.raw_column + 1)
-        return SourceResult(path=path, source=source, output=source, error=error)
+        return SourceResult(path=path, source=source, output=source, error=_parse_error(path, source, exc))
     except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
         return SourceResult(path=path, source=source, output=source, error=SourceError(path, f"cannot decode: {exc}"))
 
@@ -74,6 +74,18 @@ def transform_source(source: bytes, path: str = "<stdin>", config: Config | None
             )
         findings.sort(key=lambda f: (f.line, f.col, f.code))
     return SourceResult(path=path, source=source, output=output, findings=findings)
+
+
+def _parse_error(path: str, source: bytes, exc) -> SourceError:
+    """Python's own message and position when it also rejects the file (libcst places tokenizer
+    errors at 1:1); libcst's when only libcst does (syntax newer than it knows)."""
+    try:
+        compile(source, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    except SyntaxError as syntax:
+        return SourceError(path, f"cannot parse: {syntax.msg}", syntax.lineno or 0, syntax.offset or 0)
+    except ValueError:
+        pass
+    return SourceError(path, f"cannot parse: {exc.message}", exc.raw_line, exc.raw_column + 1)
 
 
 class ChangedOnDisk(Exception):

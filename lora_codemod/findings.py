@@ -56,7 +56,7 @@ class SourceError:
 
     def format(self) -> str:
         where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
-        return f"{where}: error: {self.message}"
+        return f"{where}: error: {' '.join(self.message.split())}"  # always one line
 
 
 @dataclass

@@ -75,6 +75,12 @@ def test_parse_error_has_path_and_line():
     assert result.error.line >= 2
 
 
+def test_tokenizer_error_is_placed_where_python_places_it():
+    result = transform_source(b'x = 1\nif args.use_lora:\n    model.save_pretrained("""\n', "bad.py")
+    assert result.error is not None
+    assert result.error.line == 3 and "unterminated triple-quoted string" in result.error.message
+
+
 def test_unreadable_file(tmp_path):
     if os.geteuid() == 0:
         # root reads any file: simulate with a directory named like a file instead

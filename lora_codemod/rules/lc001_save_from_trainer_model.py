@@ -149,7 +149,7 @@ if args.use_lora:
         groups: dict[int, list[SaveInBlock]] = {}
         for save in ctx.saves:
             receiver = save.call.func.value  # type: ignore[attr-defined]
-            shown = cst.Module(body=[]).code_for_node(receiver)
+            shown = _one_line(cst.Module(body=[]).code_for_node(receiver))
             if save.verdict is Verdict.FIXABLE:
                 groups.setdefault(id(save.owner), []).append(save)
             elif save.verdict is Verdict.REVIEW:
@@ -191,6 +191,12 @@ if args.use_lora:
                     if prefix in renamed:
                         ctx.plan.rename(node, name)
                         break
+
+
+def _one_line(code: str, limit: int = 60) -> str:
+    """A finding is one line: fold a multi-line receiver and cut a long one."""
+    text = " ".join(code.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fixed_message(save: SaveInBlock, trainer: str) -> str:
