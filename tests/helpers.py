@@ -15,6 +15,8 @@ INSERTED = re.compile(
     r"|^[ \t]*if [\w.]+\.is_world_process_zero\(\):\r?\n?$"
 )
 NEW_NAME = re.compile(r"\b(?:lora_)?model_to_save(?:_\d+)?\b")
+# `if flag: stmt` on one line: a rule that adds a statement first turns it into a header + block.
+ONE_LINE_SUITE = re.compile(r"^([ \t]*(?:if|elif|else)\b[^:\n]*:)[ \t]+(\S.*?)(\r?\n)?$", re.S)
 
 
 def run(source: bytes, config: Config | None = None, path: str = "case.py") -> SourceResult:
@@ -53,7 +55,15 @@ def assert_only_rule_edits(before: bytes, after: bytes) -> None:
         if tag in ("replace", "insert"):
             added += new[j1:j2]
     candidates = [a for a in added if not INSERTED.match(a)]
+    split: list[str] = []
     for line in removed:
+        match = ONE_LINE_SUITE.match(line)
+        if match and not any(c.lstrip(" \t") == line.lstrip(" \t") for c in candidates):
+            eol = match.group(3) or ""
+            split += [match.group(1) + eol, match.group(2) + eol]
+        else:
+            split.append(line)
+    for line in split:
         body = line.lstrip(" \t")
         for i, cand in enumerate(candidates):
             pattern = NEW_NAME.split(cand.lstrip(" \t"))

@@ -149,6 +149,10 @@ def _classify(item: SaveInBlock, receiver: cst.BaseExpression, index: ModuleInde
         return
     if any(b.name == trainer and has_keyword(b.call, "peft_config") for b in builds):
         item.stale = "peft_config"
+        if leading != name:  # the trainer wraps `leading`: its chain is not where it was
+            verdict(Verdict.REVIEW, f"{trainer} wraps `{leading}` in a PeftModel (peft_config=); "
+                    f"the chain `{name}` may not exist on {trainer}.model", trainer)
+            return
     elif not direct:
         item.stale = "ancestor"
     verdict(Verdict.FIXABLE, "", trainer)

@@ -92,7 +92,9 @@ Trainer; saves already made from `trainer.model`, `trainer.model_wrapped`, a nam
 `trainer.model`, or `accelerator.unwrap_model(...)`. Reported for review instead of rewritten:
 a model name rebound after the trainer is built (`model = model.merge_and_unload()`), two
 trainers that could own the save, and a longer chain on a base model that only fed the
-trainer's model (the chain may not exist on the PEFT model).
+trainer's model, or that `SFTTrainer(peft_config=...)` wraps itself (the chain may not exist
+on the PEFT model). So is the seed's own snippet when `trainer.model` is a plain `nn.Module`
+wrapper defined in the file: `save_pretrained` does not exist there.
 """
     examples = (
         Example(
