@@ -238,3 +238,25 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(tree):
     assert b"\x1b[" in on_terminal("fix", "--diff", "trainer")
     assert b"\x1b[" not in on_terminal("fix", "--diff", "--no-color", "trainer")
     assert b"\x1b[" not in on_terminal("fix", "--diff", "trainer", env={"NO_COLOR": "1"})
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed: .gitignore handling needs it")
+def test_directories_skip_what_git_ignores(tree):
+    subprocess.run(["git", "init", "-q"], cwd=tree, check=True)
+    (tree / ".gitignore").write_text("generated/\n*_scratch.py\n")
+    (tree / "trainer" / "generated").mkdir()
+    (tree / "trainer" / "generated" / "copy.py").write_bytes(BROKEN)
+    (tree / "trainer" / "train_scratch.py").write_bytes(BROKEN)
+    result = invoke("fix", "--check", "trainer")
+    assert "trainer/train.py" in result.output
+    assert "generated" not in result.output and "scratch" not in result.output
+    # named explicitly, an ignored file or directory is still checked
+    assert "train_scratch.py" in invoke("fix", "--check", "trainer/train_scratch.py").output
+    assert "trainer/generated/copy.py" in invoke("fix", "--check", "trainer/generated").output
+
+
+def test_directories_outside_git_are_walked(tree):
+    (tree / "trainer" / "sub").mkdir()
+    (tree / "trainer" / "sub" / "deep.py").write_bytes(BROKEN)
+    result = invoke("fix", "--check", "trainer")
+    assert "trainer/sub/deep.py" in result.output and "vendored" not in result.output
