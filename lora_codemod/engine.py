@@ -54,7 +54,7 @@ def transform_source(source: bytes, path: str = "<stdin>", config: Config | None
 
     output = source
     if ctx.plan:
-        output = module.visit(PlanApplier(ctx.plan)).bytes
+        output = module.visit(PlanApplier(ctx.plan, module.default_indent)).bytes
         try:
             compile(output, path, "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as exc:  # a bug of ours: never hand it to the user

@@ -8,6 +8,7 @@ guard that LC002 adds) and leaves every other node, with its whitespace and comm
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -54,18 +55,37 @@ def _as_indented(body: cst.BaseSuite) -> cst.IndentedBlock:
     return cst.IndentedBlock(body=[line])
 
 
-def _guard(test: str, statements: list[cst.BaseStatement], leading_lines=()) -> cst.If:
+class _ShiftBackslashContinuations(cst.CSTTransformer):
+    """libcst re-indents a wrapped block, bracketed continuation lines included, but a line
+    continued with a backslash is stored with its absolute indentation: shift it by hand."""
+
+    def __init__(self, indent: str) -> None:
+        super().__init__()
+        self.indent = indent
+
+    def leave_SimpleWhitespace(self, original_node, updated_node):
+        if "\\" not in updated_node.value:
+            return updated_node
+        return updated_node.with_changes(value=_CONTINUATION.sub(lambda m: m.group(0) + self.indent, updated_node.value))
+
+
+_CONTINUATION = re.compile(r"\\\r?\n")
+
+
+def _guard(test: str, statements: list[cst.BaseStatement], indent: str, leading_lines=()) -> cst.If:
+    shift = _ShiftBackslashContinuations(indent)
     return cst.If(
         test=cst.parse_expression(test),
-        body=cst.IndentedBlock(body=statements),
+        body=cst.IndentedBlock(body=[s.visit(shift) for s in statements]),
         leading_lines=leading_lines,
     )
 
 
 class PlanApplier(cst.CSTTransformer):
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, indent: str) -> None:
         super().__init__()
         self.plan = plan
+        self.indent = indent  # the module's indentation unit, for what a guard re-indents
 
     # -- names ------------------------------------------------------------------------------
     def _renamed(self, original: cst.BaseExpression, updated: cst.BaseExpression) -> cst.BaseExpression:
@@ -91,7 +111,7 @@ class PlanApplier(cst.CSTTransformer):
         if insert is not None:
             statements.insert(0, insert)
         if guard is not None:
-            statements = [_guard(guard, statements)]
+            statements = [_guard(guard, statements, self.indent)]
         return updated.with_changes(body=body.with_changes(body=statements))
 
     def leave_Else(self, original_node: cst.Else, updated_node: cst.Else) -> cst.Else:
@@ -110,7 +130,7 @@ class PlanApplier(cst.CSTTransformer):
         if guard is not None:
             # Comments and blank lines above the `if` stay above the new guard.
             inner = updated_node.with_changes(leading_lines=())
-            updated_node = _guard(guard, [inner], leading_lines=updated_node.leading_lines)
+            updated_node = _guard(guard, [inner], self.indent, leading_lines=updated_node.leading_lines)
         if moved is not None:
             assert isinstance(moved, (cst.SimpleStatementLine, cst.BaseCompoundStatement))
             moved = moved.with_changes(leading_lines=(*updated_node.leading_lines, *moved.leading_lines))

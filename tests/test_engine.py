@@ -116,3 +116,21 @@ def test_select_and_ignore(select, ignore, expect_codes):
 def test_bad_flag_pattern_is_a_value_error():
     with pytest.raises(ValueError, match="flag-pattern"):
         Config(flag_pattern="(")
+
+
+def test_guard_reindents_continuation_lines_but_not_string_contents():
+    source = (
+        b'import os\nrank = os.environ["RANK"]\ntrainer = Trainer(model=m)\n'
+        b"if args.use_lora:\n"
+        b"    trainer.model.save_pretrained(\n        d,\n    )\n"
+        b'    note = """\n  kept as is\n"""\n'
+        b"    total = 1 + \\\n        2\n"
+    )
+    result = transform_source(source, "t.py")
+    assert result.output.endswith(
+        b"if trainer.is_world_process_zero():\n"
+        b"    if args.use_lora:\n"
+        b"        trainer.model.save_pretrained(\n            d,\n        )\n"
+        b'        note = """\n  kept as is\n"""\n'
+        b"        total = 1 + \\\n            2\n"
+    )
