@@ -9,7 +9,7 @@ import click
 
 from lora_codemod import __version__
 from lora_codemod.config import DEFAULT_FLAG_PATTERN, Config
-from lora_codemod.engine import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK
+from lora_codemod.engine import EXIT_ERROR
 
 RULE_CODES = ("LC001", "LC002", "LC003")
 
@@ -113,4 +113,4 @@ def main() -> None:
     cli(prog_name="lora-codemod")
 
 
-__all__ = ["cli", "main", "EXIT_OK", "EXIT_FINDINGS", "EXIT_ERROR"]
+__all__ = ["cli", "main"]

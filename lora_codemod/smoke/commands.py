@@ -12,14 +12,14 @@ from pathlib import Path
 
 import click
 
+from lora_codemod.engine import EXIT_ERROR
 from lora_codemod.smoke import INSTALL_HINT, missing_smoke_modules
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _fail_usage(message: str) -> None:
     click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_ERROR)
 
 
 def _require_smoke_extra() -> None:
@@ -168,7 +168,7 @@ def smoke(
     except SmokeUsageError as exc:
         if exc.complete_line:
             click.echo(str(exc), err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(EXIT_ERROR)
         _fail_usage(str(exc))
     if as_json:
         click.echo(json.dumps(session.as_dict(), indent=2))
