@@ -37,6 +37,9 @@ class Config:
     ignore: frozenset[str] = field(default_factory=frozenset)
     trainer_classes: frozenset[str] = field(default_factory=frozenset)  # extra Trainer class names
     include_generated: bool = False  # analyse files marked @generated too
+    # Apply fixes that change what runs on an approximation (ruff's "unsafe fixes"); without it
+    # such a finding needs review and says that `--unsafe-fixes` applies it.
+    unsafe_fixes: bool = False
 
     def __post_init__(self) -> None:
         try:
