@@ -103,13 +103,18 @@ def config_options(function):
 @click.option("--no-color", is_flag=True, help="Same as --color never.")
 @click.option("-j", "--jobs", type=click.IntRange(min=0), default=0, metavar="N",
               help="Processes that parse files [default: the number of cores; 1: no pool].")
+@click.option("--unsafe-fixes", "unsafe_fixes", flag_value=True, default=None,
+              help="Also apply fixes that change what runs on an approximation (a save chosen by the setup's own "
+                   "tests); without it they are reported for review. `unsafe-fixes = true` in the configuration.")
+@click.option("--no-unsafe-fixes", "unsafe_fixes", flag_value=False,
+              help="Report unsafe fixes for review even when the configuration enables them.")
 @click.option("--fix-config", is_flag=True,
               help="LC007: also set stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed JSON "
                    "configs it reports (they are your files: off by default; --diff shows the change).")
 @config_options
 def fix(paths, show_diff, check, select, ignore, flag_pattern, output_format, exclude, extend_exclude, force_exclude,
         include_generated, show_suppressed, statistics, exit_zero, exit_non_zero_on_fix, stdin_filename, quiet, color,
-        no_color, jobs, fix_config, config_file, isolated) -> None:
+        no_color, jobs, unsafe_fixes, fix_config, config_file, isolated) -> None:
     """Rewrite LoRA adapter saves in PATHS (files or directories; default '.', '-' for stdin).
 
     Exit status: 0 nothing to do or everything fixed; 1 findings under --check/--diff, or a
@@ -133,7 +138,7 @@ def fix(paths, show_diff, check, select, ignore, flag_pattern, output_format, ex
         raise click.UsageError("'-' (stdin) cannot be combined with other paths")
     settings = _settings(paths, config_file, isolated, {
         "select": select, "ignore": ignore, "flag-pattern": flag_pattern, "exclude": exclude,
-        "extend-exclude": extend_exclude, "output-format": output_format})
+        "extend-exclude": extend_exclude, "output-format": output_format, "unsafe-fixes": unsafe_fixes})
     fmt = settings["output-format"]
     if paths == ["-"] and fmt in ("json", "sarif") and not (show_diff or check):
         raise click.UsageError(f"--output-format {fmt} with '-' needs --check or --diff (stdout would hold the code)")

@@ -158,6 +158,10 @@ def _check_value(key: str, value, path: str):
         if value not in OUTPUT_FORMATS:
             raise ConfigError(f"{path}: error: {key}: expected one of {', '.join(OUTPUT_FORMATS)}, got {_shown(value)}")
         return value
+    if key == "unsafe-fixes":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: error: {key}: expected true or false, got {_shown(value)}")
+        return value
     if key == "trainer-classes":
         names = _strings(value, key, path)
         bad = [n for n in names if not n.isidentifier()]
@@ -167,7 +171,8 @@ def _check_value(key: str, value, path: str):
     raise AssertionError(key)
 
 
-KEYS = ("select", "ignore", "flag-pattern", "exclude", "extend-exclude", "output-format", "trainer-classes")
+KEYS = ("select", "ignore", "flag-pattern", "exclude", "extend-exclude", "output-format", "trainer-classes",
+        "unsafe-fixes")
 
 
 def read_config_file(path: str, pyproject: bool | None = None) -> dict:
@@ -204,7 +209,8 @@ class Settings:
 
     def engine_config(self, include_generated: bool = False) -> Config:
         return Config(flag_pattern=self["flag-pattern"], select=self["select"], ignore=self["ignore"],
-                      trainer_classes=self["trainer-classes"], include_generated=include_generated)
+                      trainer_classes=self["trainer-classes"], include_generated=include_generated,
+                      unsafe_fixes=self["unsafe-fixes"])
 
 
 DEFAULTS = {
@@ -215,6 +221,7 @@ DEFAULTS = {
     "extend-exclude": (),
     "output-format": "text",
     "trainer-classes": frozenset(),
+    "unsafe-fixes": False,
 }
 
 
@@ -247,6 +254,8 @@ def shown_value(value) -> str:
     """A value as `lora-codemod config` prints it (TOML-like)."""
     if value is None:
         return "(every rule)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (frozenset, set)):
         value = sorted(value)
     if isinstance(value, (list, tuple)):
