@@ -154,6 +154,12 @@ def tiny_model(directory: Path, force: bool) -> None:
 @click.option("--no-fix", is_flag=True, help="Run the script as it is, unpatched.")
 @click.option("--compare", is_flag=True, help="Run unpatched, then patched, and show both side by side.")
 @click.option(
+    "--unsafe-fixes",
+    is_flag=True,
+    help="Patch with the fixes that `fix` applies only under --unsafe-fixes too (e.g. a plain wrapper's save "
+    "chosen by the setup's hasattr tests).",
+)
+@click.option(
     "--max-steps",
     type=click.IntRange(min=0),
     default=2,
@@ -186,6 +192,7 @@ def smoke(
     device: str,
     no_fix: bool,
     compare: bool,
+    unsafe_fixes: bool,
     max_steps: int,
     like: Path | None,
     no_standins: bool,
@@ -213,6 +220,8 @@ def smoke(
     _require_smoke_extra()
     if no_fix and compare:
         _fail_usage("--no-fix and --compare exclude each other")
+    if no_fix and unsafe_fixes:
+        _fail_usage("--no-fix and --unsafe-fixes exclude each other (nothing is patched)")
     if timeout <= 0:
         _fail_usage("--timeout must be positive")
     if not script.is_file():
@@ -253,6 +262,7 @@ def smoke(
         standins=not no_standins,
         like=str(like) if like else None,
         python=python,
+        unsafe_fixes=unsafe_fixes,
     )
     try:
         # --json: stdout carries the JSON alone; anything printed meanwhile (library warnings while

@@ -201,11 +201,71 @@ def _patch_trainer(log: EventLog, module) -> None:
         def __init__(self, *args, **kwargs):
             original(self, *args, **kwargs)
             shims.trainer_setup(log, self)
+            watch_missing_save(log, getattr(self, "model", None))
 
         __init__.__lora_codemod_instrumented__ = True
         return __init__
 
     _patch_method(trainer_class, "__init__", init_factory)
+
+
+# ---------------------------------------------------------------- a save_pretrained that is not there
+
+MISSING_SAVE = "save_pretrained"
+# A lookup written as `obj.save_pretrained` (then called): not hasattr()/getattr(obj, name, None),
+# which are calls and expect the miss.
+_DIRECT_LOOKUPS = frozenset({"LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR"})
+_recorded_misses: set = set()
+
+
+def _lookup_opcode(frame) -> str | None:
+    import dis
+
+    try:
+        return next((i.opname for i in dis.get_instructions(frame.f_code) if i.offset == frame.f_lasti), None)
+    except Exception:
+        return None
+
+
+def _record_missing_save(log: EventLog, obj, exc: BaseException, frame) -> None:
+    if frame is None or _lookup_opcode(frame) not in _DIRECT_LOOKUPS:
+        return
+    cls = type(obj)
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    key = (cls, where)
+    if key in _recorded_misses:
+        return
+    _recorded_misses.add(key)
+    log.emit("missing_save", **{"class": f"{cls.__module__}.{cls.__qualname__}", "attribute": MISSING_SAVE,
+                                "error": f"{type(exc).__name__}: {exc}", "where": where})
+
+
+def watch_missing_save(log: EventLog, model) -> None:
+    """Record `model.save_pretrained` lookups that fail on the Trainer's model when it is a plain
+    `nn.Module` (a wrapper): scripts often catch that AttributeError, log it and go on, so the
+    run ends well with no adapter. Only that model's class gets the hook, so the modules inside
+    it (every layer's attribute lookups) run as before.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(model, torch.nn.Module):
+        return
+    cls = type(model)
+    if hasattr(cls, MISSING_SAVE):
+        return
+    current = cls.__getattr__  # nn.Module's, or the class's own
+    if getattr(current, "__lora_codemod_instrumented__", False):
+        return
+
+    def __getattr__(self, name):
+        try:
+            return current(self, name)
+        except AttributeError as exc:
+            if name == MISSING_SAVE:
+                _record_missing_save(log, self, exc, sys._getframe(1))
+            raise
+
+    __getattr__.__lora_codemod_instrumented__ = True
+    cls.__getattr__ = __getattr__
 
 
 def _patch_torch(log: EventLog, module) -> None:

@@ -124,6 +124,15 @@ def last_lora_save_dir(saves: list[SaveCall]) -> str | None:
     return last.directory
 
 
+def collect_missing_saves(events: list[dict]) -> list[dict]:
+    """`save_pretrained` looked up on a plain nn.Module (no such method): rank, class, error, where."""
+    return [
+        {k: e.get(k) for k in ("rank", "class", "attribute", "error", "where")}
+        for e in events
+        if e.get("kind") == "missing_save"
+    ]
+
+
 def collect_standins(events: list[dict], tiny_model: bool = False) -> list[dict]:
     """Every substitution, once, with the ranks that made it (`what` groups them in the report)."""
     found: dict[tuple[str, str], set[int]] = {}

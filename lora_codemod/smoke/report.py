@@ -64,6 +64,14 @@ def _writes(save: SaveCall) -> str:
     return "no (not the main process)" if save.api == "save_model" else "no (is_main_process=False)"
 
 
+def _miss_fate(run: SmokeRun, miss: dict) -> str:
+    """Whether the AttributeError of a missing save_pretrained stopped the script or was caught."""
+    exception = run.exception or {}
+    if run.crashed and exception.get("message") and str(exception["message"]) in str(miss.get("error")):
+        return "not caught: the script stopped"
+    return "caught by the script"
+
+
 def saves_table(run: SmokeRun) -> Table:
     table = Table(title="saves by rank", title_justify="left")
     table.add_column("rank", justify="right")
@@ -87,6 +95,10 @@ def saves_table(run: SmokeRun) -> Table:
         if save.error:
             writes.append(f" (raised {save.error})", style="red")
         table.add_row(str(save.rank), call, _saved_object(save), _shown_dir(save.directory, run), writes)
+    for miss in run.missing_saves:
+        name = str(miss.get("class") or "?").rsplit(".", 1)[-1]
+        table.add_row(str(miss.get("rank")), "save_pretrained (not there)", f"{name} (plain nn.Module)", "-",
+                      Text(f"no: {str(miss.get('error')).split(':')[0]}, {_miss_fate(run, miss)}", style="bold red"))
     return table
 
 
@@ -120,7 +132,7 @@ def render_run(console: Console, run: SmokeRun) -> None:
         facts.add_row("backend", f"rank {override['rank']} asked for {override['requested']}, ran {override['used']} (CPU)")
     console.print(facts)
     console.print(standins_table(run))
-    if run.saves:
+    if run.saves or run.missing_saves:
         console.print(saves_table(run))
     else:
         console.print(Text("saves by rank: none recorded", style="yellow"))
@@ -176,6 +188,9 @@ def _saves_summary(run: SmokeRun) -> str:
         if save.parent is not None:
             continue
         rows.append(f"rank {save.rank}: {save.short_class} → {_shown_dir(save.directory, run)} ({'writes' if save.writes else 'no write'})")
+    for miss in run.missing_saves:
+        name = str(miss.get("class") or "?").rsplit(".", 1)[-1]
+        rows.append(f"rank {miss.get('rank')}: {name}.save_pretrained → AttributeError ({_miss_fate(run, miss)})")
     return "\n".join(rows) or "none"
 
 

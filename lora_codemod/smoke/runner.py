@@ -96,10 +96,11 @@ def child_environment(
     return env
 
 
-def apply_fix(script: Path, source: bytes) -> tuple[bytes, FixSummary]:
+def apply_fix(script: Path, source: bytes, unsafe_fixes: bool = False) -> tuple[bytes, FixSummary]:
+    from lora_codemod.config import Config
     from lora_codemod.engine import transform_source
 
-    result = transform_source(source, str(script))
+    result = transform_source(source, str(script), Config(unsafe_fixes=unsafe_fixes))
     if result.error is not None:
         raise SmokeUsageError(result.error.format(), complete_line=True)
     return result.output, FixSummary(applied=True, changed=result.changed, findings=list(result.findings))
@@ -154,6 +155,7 @@ class SmokeRequest:
     standins: bool = True
     like: str | None = None
     python: str | None = None
+    unsafe_fixes: bool = False  # patch with `fix --unsafe-fixes`
 
 
 @dataclass
@@ -187,7 +189,7 @@ def run_smoke(request: SmokeRequest, sink: StatusSink) -> SmokeSession:
     # The fix runs before anything slow: a script the rewrite cannot parse stops here.
     fixed: tuple[bytes, FixSummary] | None = None
     if "patched" in request.modes:
-        fixed = apply_fix(request.script, source)  # findings name the script as the user did
+        fixed = apply_fix(request.script, source, request.unsafe_fixes)  # findings name the script as the user did
 
     run_dir = Path(tempfile.mkdtemp(prefix="lora-codemod-smoke-"))
     tiny_model = None
@@ -285,6 +287,7 @@ def _run_mode(
         standins=records.collect_standins(events, tiny_model=bool(tiny_model and any(TINY_MODEL in a for a in request.script_args))),
         training=records.collect_training(events),
         work_dir=str(work),
+        missing_saves=records.collect_missing_saves(events),
     )
     if run.exception is not None:
         run.exception = {k: run.exception.get(k) for k in ("type", "message", "where", "rank")}

@@ -53,6 +53,8 @@ class SmokeRun:
     standins: list[dict] = field(default_factory=list)  # {what, detail, ranks}
     training: list[dict] = field(default_factory=list)  # per rank and train(): steps, losses, LoRA changes
     work_dir: str = ""
+    # `save_pretrained` looked up on a plain nn.Module, where it does not exist: {rank, class, error, where}
+    missing_saves: list[dict] = field(default_factory=list)
 
     @property
     def crashed(self) -> bool:
@@ -126,6 +128,7 @@ class SmokeRun:
             "standins": self.standins,
             "training": self.training,
             "saves": [s.as_dict() for s in self.saves],
+            "missing_saves": self.missing_saves,
             "adapter_writers": self.adapter_writers(),
             "checks": [c.as_dict() for c in self.all_checks()],
             "verify": self.verify.as_dict() if self.verify else None,
@@ -168,11 +171,40 @@ def training_check(run: SmokeRun) -> verify_mod.Check | None:
     return verify_mod.Check(name, verify_mod.PASS, f"{steps} step(s){last}; the LoRA weights moved", figure)
 
 
+def _short_where(where: str | None) -> str:
+    if not where:
+        return "?"
+    path, _, line = where.rpartition(":")
+    return f"{os.path.basename(path)}:{line}" if path else where
+
+
+def missing_save_check(run: SmokeRun) -> verify_mod.Check | None:
+    """A save the script attempted on a plain nn.Module: AttributeError, caught by the script (it ran on)."""
+    if not run.missing_saves:
+        return None
+    by_place: dict[tuple, list[int]] = collections.defaultdict(list)
+    for miss in run.missing_saves:
+        by_place[(miss.get("class") or "?", miss.get("where"), miss.get("error"))].append(int(miss.get("rank") or 0))
+    (cls, where, error), ranks = next(iter(by_place.items()))
+    name = cls.rsplit(".", 1)[-1]
+    who = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {', '.join(map(str, sorted(ranks)))}"
+    more = f" ({len(by_place) - 1} more such save(s))" if len(by_place) > 1 else ""
+    adapter_ok = run.verify is not None and run.verify.passed
+    outcome = "an adapter was found anyway" if adapter_ok else "no adapter was saved there"
+    detail = (f"{who}: {name}.save_pretrained ({_short_where(where)}) raised {error}; the script caught it and went "
+              f"on, so {outcome}{more}. {name} is a plain nn.Module: save the PEFT model inside it")
+    figure = f"{len(run.missing_saves)} failed save(s)"
+    return verify_mod.Check("adapter save ran", verify_mod.WARN if adapter_ok else verify_mod.FAIL, detail, figure)
+
+
 def run_checks(run: SmokeRun) -> list[verify_mod.Check]:
     checks = []
     trained = training_check(run)
     if trained is not None:
         checks.append(trained)
+    missing = missing_save_check(run)
+    if missing is not None:
+        checks.append(missing)
     top_level_writes = [s for s in run.saves if s.writes and s.directory and s.parent is None]
     by_dir: dict[str, set[int]] = collections.defaultdict(set)
     for save in top_level_writes:

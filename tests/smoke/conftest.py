@@ -12,6 +12,8 @@ from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_SCRIPTS = REPO / "fixtures" / "scripts"
+# Sibling modules the fixture scripts import (a project's own helpers, not scripts to run).
+HELPER_MODULES = ("tiny_data.py", "audio_text_model.py")
 
 # The save block every fixture script ends with, as written.
 SAVE_BLOCK = """    if args.use_lora:
@@ -43,7 +45,8 @@ def tiny_model(tmp_path_factory) -> Path:
 def copy_fixture(name: str, destination: Path, replace: tuple[str, str] | None = None) -> Path:
     """Copy a fixture script and its sibling helper; optionally swap one exact block of text."""
     destination.mkdir(parents=True, exist_ok=True)
-    shutil.copy(FIXTURE_SCRIPTS / "tiny_data.py", destination / "tiny_data.py")
+    for helper in HELPER_MODULES:
+        shutil.copy(FIXTURE_SCRIPTS / helper, destination / helper)
     source = (FIXTURE_SCRIPTS / name).read_text(encoding="utf-8")
     if replace is not None:
         old, new = replace
