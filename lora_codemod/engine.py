@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from lora_codemod.config import Config
-from lora_codemod.findings import Finding, SourceError, SourceResult
+from lora_codemod.findings import Finding, SourceError, SourceResult, Status
 
 # Exit codes shared by every command.
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -122,22 +122,26 @@ def transform_source(source: bytes, path: str = "<stdin>", config: Config | None
         # Positions cost a code-generation pass: paid only by files that have findings.
         positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
         table = line_suppressions(text)
-        suppressed_edits: set = set()
+        dropped_edits: set = set()
         kept_edits: set = set()
         for pending in ctx.findings:
             span = positions[pending.node]
             suppressed = is_suppressed(table, pending.code, span.start.line)
-            (suppressed_edits if suppressed else kept_edits).update(pending.edits)
+            status, reason, unsafe = pending.status, pending.reason, bool(pending.unsafe)
+            held_back = unsafe and status is Status.FIXED and not config.unsafe_fixes
+            if held_back:  # an unsafe fix, not enabled: reported for review, its edits not applied
+                status, reason = Status.REVIEW, pending.unsafe
+            (dropped_edits if suppressed or held_back else kept_edits).update(pending.edits)
             if pending.where is not None:  # a finding in another file (LC007: a DeepSpeed config)
                 where_path, line, col = pending.where
-                findings.append(Finding(pending.code, where_path, line, col, pending.message, pending.status,
-                                        pending.reason, suppressed=suppressed))
+                findings.append(Finding(pending.code, where_path, line, col, pending.message, status,
+                                        reason, suppressed=suppressed, unsafe=unsafe))
                 continue
             findings.append(Finding(pending.code, path, span.start.line, span.start.column + 1, pending.message,
-                                    pending.status, pending.reason, span.end.line, span.end.column + 1, suppressed))
+                                    status, reason, span.end.line, span.end.column + 1, suppressed, unsafe=unsafe))
         findings.sort(key=lambda f: (f.path != path, f.path, f.line, f.col, f.code))
-        if suppressed_edits - kept_edits:
-            drop_edits(ctx.plan, suppressed_edits, kept_edits)
+        if dropped_edits - kept_edits:
+            drop_edits(ctx.plan, dropped_edits, kept_edits)
 
     output = source
     if ctx.plan:

@@ -29,6 +29,9 @@ class Finding:
     # A `# lora-codemod: ignore` / `# noqa: LC00N` comment on its line: not applied, not counted.
     suppressed: bool = False
     cell: int = 0  # a notebook's cell (1-based, every cell counted); `line`/`col` are in the cell
+    # The fix changes what runs on an approximation (ruff's "unsafe fix"): applied only with
+    # --unsafe-fixes; without it the finding needs review.
+    unsafe: bool = False
 
     def location(self) -> str:
         """`path:line:col`, or `path:cell N:line:col` in a notebook."""
@@ -42,7 +45,8 @@ class Finding:
             what = "would fix" if self.status is Status.FIXED else self.status.value
             tail = f"[suppressed: {what}{': ' + self.reason if self.reason else ''}]"
         elif self.status is Status.FIXED:
-            tail = "[would fix]" if dry_run else "[fixed]"
+            tail = "[would fix" if dry_run else "[fixed"
+            tail += " (unsafe fix)]" if self.unsafe else "]"
         else:
             tail = f"[{self.status.value}: {self.reason}]"
         return f"{self.location()}: {self.code} {self.message} {tail}"
@@ -60,6 +64,7 @@ class Finding:
             "end_column": self.end_col or self.col,
             "suppressed": self.suppressed,
             "cell": self.cell or None,
+            "unsafe_fix": self.unsafe,
         }
 
 

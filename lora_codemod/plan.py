@@ -14,6 +14,8 @@ from typing import Union
 
 import libcst as cst
 
+from lora_codemod.analysis.wrappers import RECEIVER  # what a branch test says for the save's receiver
+
 BlockOwner = Union[cst.If, cst.Else]
 
 
@@ -27,16 +29,29 @@ class Plan:
     insert_before: dict[int, cst.BaseStatement] = field(default_factory=dict)  # id(statement) -> new one before it
     runs: dict[int, tuple[list[int], str]] = field(default_factory=dict)  # id(first statement) -> (ids of run, test)
     removals: set[int] = field(default_factory=set)  # ids of statements to drop (their comments stay)
+    extensions: dict[int, str] = field(default_factory=dict)  # id(receiver) -> attribute chain appended (".model")
+    # id(save statement) -> the `if`/`elif`/`else` it becomes: per branch the test (with RECEIVER
+    # standing for the save's receiver; None for `else`) and the chain that branch saves from.
+    branches: dict[int, tuple[tuple[str | None, tuple[str, ...]], ...]] = field(default_factory=dict)
     # Keys are ids of nodes of the original tree, which stays alive (and so do its ids) while
     # the plan is applied to it.
 
     def __bool__(self) -> bool:
         return bool(self.renames or self.inserts or self.guard_inside or self.guard_around or self.move_before
-                    or self.insert_before or self.runs or self.removals)
+                    or self.insert_before or self.runs or self.removals or self.extensions or self.branches)
 
     def rename(self, node: cst.BaseExpression, new_name: str) -> None:
         """Replace a name, a dotted name or a whole expression by the name `new_name`."""
         self.renames[id(node)] = new_name
+
+    def extend(self, receiver: cst.BaseExpression, chain: tuple[str, ...]) -> None:
+        """Save from an attribute chain of the receiver: `m.save_pretrained` -> `m.model.save_pretrained`."""
+        self.extensions[id(receiver)] = "".join("." + part for part in chain)
+
+    def branch_save(self, statement: cst.SimpleStatementLine, branches) -> None:
+        """Turn a save statement (`R.save_pretrained(...)` alone on its line) into an
+        `if`/`elif`/`else` whose branches save from `R` + chain under the given tests."""
+        self.branches[id(statement)] = tuple(branches)
 
     def insert_statement_before(self, statement: cst.CSTNode, new: cst.BaseStatement) -> None:
         self.insert_before.setdefault(id(statement), new)
@@ -125,6 +140,36 @@ def _guard(test: str, statements: list[cst.BaseStatement], indent: str, leading_
     )
 
 
+def _with_chain(expr: cst.BaseExpression, suffix: str) -> cst.BaseExpression:
+    for part in suffix.strip(".").split("."):
+        expr = cst.Attribute(value=expr, attr=cst.Name(part))
+    return expr
+
+
+def _branched(statement: cst.SimpleStatementLine, branches) -> cst.If:
+    """`R.save_pretrained(d)  # c` -> `if t1: R.a.save_pretrained(d)  # c` / `elif t2: ...` / `else: ...`."""
+    expr = statement.body[0]
+    assert isinstance(expr, cst.Expr) and isinstance(expr.value, cst.Call)
+    call = expr.value
+    assert isinstance(call.func, cst.Attribute)
+    receiver = call.func.value
+    shown = cst.Module(body=[]).code_for_node(receiver)
+
+    def saving(chain: tuple[str, ...]) -> cst.IndentedBlock:
+        func = call.func.with_changes(value=_with_chain(receiver, "." + ".".join(chain)) if chain else receiver)
+        line = statement.with_changes(body=[expr.with_changes(value=call.with_changes(func=func))], leading_lines=())
+        return cst.IndentedBlock(body=[line])
+
+    orelse: cst.If | cst.Else | None = None
+    for test, chain in reversed(branches):
+        if test is None:
+            orelse = cst.Else(body=saving(chain))
+        else:
+            orelse = cst.If(test=cst.parse_expression(test.replace(RECEIVER, shown)), body=saving(chain), orelse=orelse)
+    assert isinstance(orelse, cst.If)
+    return orelse.with_changes(leading_lines=statement.leading_lines)
+
+
 class PlanApplier(cst.CSTTransformer):
     def __init__(self, plan: Plan, indent: str) -> None:
         super().__init__()
@@ -136,9 +181,12 @@ class PlanApplier(cst.CSTTransformer):
     # -- names ------------------------------------------------------------------------------
     def _renamed(self, original: cst.BaseExpression, updated: cst.BaseExpression) -> cst.BaseExpression:
         new = self.plan.renames.get(id(original))
-        if new is None:
-            return updated
-        return cst.Name(new, lpar=updated.lpar, rpar=updated.rpar)
+        if new is not None:
+            updated = cst.Name(new, lpar=updated.lpar, rpar=updated.rpar)
+        suffix = self.plan.extensions.get(id(original))
+        if suffix is not None:
+            updated = _with_chain(updated, suffix)
+        return updated
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
         return self._renamed(original_node, updated_node)
@@ -152,6 +200,9 @@ class PlanApplier(cst.CSTTransformer):
     # -- statements of a block: insert before, guard runs ------------------------------------
     def on_leave(self, original_node, updated_node):
         result = super().on_leave(original_node, updated_node)
+        branches = self.plan.branches.get(id(original_node))
+        if branches is not None:
+            result = _branched(result, branches)
         if isinstance(original_node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
             self.updated[id(original_node)] = result
         return result

@@ -146,6 +146,8 @@ class ModuleIndex:
     # Same-file classes that are plain `nn.Module`s with no `save_pretrained` (wrappers).
     plain_module_classes: set[str] = field(default_factory=set)
     classes: set[str] = field(default_factory=set)  # every class defined in the file
+    class_nodes: dict[str, cst.ClassDef] = field(default_factory=dict)  # class name -> its (last) definition
+    classes_with_getattr: set[str] = field(default_factory=set)  # classes that define __getattr__
     class_bases: dict[str, list[str]] = field(default_factory=dict)  # class -> last parts of its bases
 
     # -- queries ---------------------------------------------------------------------------
@@ -360,6 +362,9 @@ class _Indexer(cst.CSTVisitor):
         body = node.body.body if isinstance(node.body, cst.IndentedBlock) else ()
         if any(isinstance(s, cst.FunctionDef) and s.name.value == "save_pretrained" for s in body):
             self.classes_with_save.add(node.name.value)
+        if any(isinstance(s, cst.FunctionDef) and s.name.value == "__getattr__" for s in body):
+            self.index.classes_with_getattr.add(node.name.value)
+        self.index.class_nodes[node.name.value] = node
         self.class_stack.append(node)
 
     def leave_ClassDef(self, original_node: cst.ClassDef) -> None:

@@ -24,6 +24,7 @@ import libcst as cst
 
 from lora_codemod.analysis.collectives import Collectives
 from lora_codemod.analysis.index import Located, ModuleIndex, Scope, build_index
+from lora_codemod.analysis.logic import atoms
 from lora_codemod.analysis.ranks import is_guarded_path, path_value
 
 _UNWRAP = re.compile(r"^\w+ = [\w.]+\.model\.module if hasattr\([\w.]+\.model, (['\"])module\1\) else [\w.]+\.model$")
@@ -82,16 +83,72 @@ def _inserted(item: _Item) -> bool:
     return False
 
 
+def _choice_of_saves(node: cst.If) -> list[cst.SimpleStatementLine] | None:
+    """LC001's plain-wrapper rewrite: an `if`/`elif`/`else` over hasattr/isinstance tests whose
+    every branch is one and the same save, from different chains of one receiver. Its saves."""
+    saves: list[cst.SimpleStatementLine] = []
+    branch: cst.If | cst.Else | None = node
+    while branch is not None:
+        if isinstance(branch, cst.If) and not all(
+                isinstance(a, cst.Call) and _code(a.func) in ("hasattr", "isinstance") for a in atoms(branch.test)):
+            return None
+        body = branch.body
+        if not (isinstance(body, cst.IndentedBlock) and len(body.body) == 1
+                and isinstance(body.body[0], cst.SimpleStatementLine)):
+            return None
+        saves.append(body.body[0])
+        branch = branch.orelse if isinstance(branch, cst.If) else None
+    shapes = {_SAVE_RECEIVER.sub("<receiver>.save_pretrained(", _code(s)) for s in saves}
+    if len(saves) < 2 or len(shapes) != 1 or ".save_pretrained(" not in next(iter(shapes)):
+        return None
+    return saves
+
+
 def _view(module: cst.Module, flag: re.Pattern[str], trainer_classes: frozenset[str],
           index: ModuleIndex | None = None) -> tuple[ModuleIndex, list[_Item], list[_Item]]:
     index = index or build_index(module, flag, module.code, trainer_classes)
     visitor = _Statements(index)
     module.visit(visitor)
-    kept = [i for i in visitor.items if not _inserted(i)]
+    # A save that became a choice between chains: the choice and every copy but the first are
+    # set aside, and the first copy is read as the save, running where the save ran.
+    aside: set[int] = set()
+    tests: set[int] = set()
+    for item in visitor.items:
+        if isinstance(item.node, cst.If) and id(item.node) not in aside:
+            saves = _choice_of_saves(item.node)
+            if saves is not None:
+                branch: cst.BaseCompoundStatement | None = item.node
+                while isinstance(branch, cst.If):
+                    aside.add(id(branch))
+                    tests.add(id(branch.test))
+                    branch = branch.orelse if isinstance(branch.orelse, cst.If) else None
+                for copy in saves[1:]:
+                    aside.add(id(copy))
+                    aside |= {id(small) for small in copy.body}
+    kept = []
+    for i in visitor.items:
+        if _inserted(i) or id(i.node) in aside:
+            continue
+        if tests:
+            i.at = _PathWithout(i.at, tests)
+        kept.append(i)
     guards = [i for i in visitor.items if isinstance(i.node, cst.If) and _inserted(i)]
     return index, kept, guards
 
 
+class _PathWithout(Located):
+    """A location whose path leaves out the tests of set-aside choices."""
+
+    def __init__(self, at: Located, tests: set[int]) -> None:
+        super().__init__(node=at.node, order=at.order, scope=at.scope, ancestors=at.ancestors)
+        self._tests = tests
+
+    def path(self, stop=None):
+        return [(t, w) for t, w in super().path(stop) if id(t) not in self._tests]
+
+
+# What a save saves from is the rules' business; where it runs is the invariants'.
+_SAVE_RECEIVER = re.compile(r"[\w.]+\.save_pretrained\(")
 _NEW_NAME = re.compile(r"\b(?:lora_)?model_to_save(?:_\d+)?\b")
 
 
@@ -101,7 +158,7 @@ def _header(item: _Item) -> str:
         return f"{item.kind} {_code(node.test)}"
     if isinstance(node, cst.BaseCompoundStatement):
         return item.kind
-    return _code(node)
+    return _SAVE_RECEIVER.sub("<receiver>.save_pretrained(", _code(node))  # a receiver may gain a chain
 
 
 def _same(before: _Item, after: _Item) -> bool:

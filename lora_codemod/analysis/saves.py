@@ -22,6 +22,7 @@ from lora_codemod.analysis.lora import Branch
 from lora_codemod.analysis.names import callee_name, dotted_name, dotted_prefix_nodes, has_keyword, last_part
 from lora_codemod.analysis.ranks import is_guarded_path
 from lora_codemod.analysis.vocabulary import NOT_A_MODEL_PART, NOT_A_MODEL_WORD
+from lora_codemod.analysis.wrappers import AtSave, WrapperFacts
 from lora_codemod.analysis.values import (
     Facts,
     Obj,
@@ -56,6 +57,10 @@ class Save:
     block: tuple[cst.If, Branch, BlockOwner] | None = None  # the innermost LoRA block around it
     guarded: bool = False  # under a rank-zero guard, or passes is_main_process=
     ambiguous_owner: bool = False  # two trainers hold the receiver's object
+    # The receiver is a plain nn.Module wrapper as a whole, and its LoRA setup is known: where
+    # the LoRA can be when this save runs (contract v3, "Plain wrappers").
+    wrapper: AtSave | None = None
+    dead: bool = False  # the save's own tests cannot hold (decided by the wrapper's class): it never runs
 
     @property
     def receiver(self) -> cst.BaseExpression:
@@ -68,7 +73,7 @@ class Save:
 
     @property
     def is_adapter_save(self) -> bool:
-        return self.kind in (Kind.TRAINED, Kind.STALE, Kind.THROUGH_TRAINER)
+        return self.kind in (Kind.TRAINED, Kind.STALE, Kind.THROUGH_TRAINER) and not self.dead
 
     @property
     def owner(self) -> BlockOwner | None:
@@ -82,6 +87,7 @@ class SaveFacts:
         self.index = index
         self.facts = Facts(index)
         self.collectives = Collectives(index)
+        self.wrappers = WrapperFacts(index, self.facts)
 
     @cached_property
     def saves(self) -> list[Save]:
@@ -163,11 +169,8 @@ class SaveFacts:
             elif kind is Kind.STALE and self._state_dict_from(save, prefix):
                 save.review = (f"the state_dict= passed here is computed from `{prefix}` too: re-rooting the save "
                                "would still write keys without the PEFT prefix")
-            elif kind is Kind.TRAINED and full == prefix:
-                wrapper = self._plain_wrapper(values)
-                if wrapper:  # the same object the trainer holds, and it has no save_pretrained
-                    save.review = (f"`{prefix}` is a plain nn.Module wrapper (`{wrapper}`, defined here) with no "
-                                   "save_pretrained: where this runs it raises AttributeError; save the PEFT model inside it")
+            elif kind is Kind.TRAINED and full == prefix:  # the very object the trainer holds
+                self._wrapper_save(save, values, f"`{prefix}`")
             return
         # No prefix reaches a trainer: the longest bound prefix says what the receiver is.
         kinds = []
@@ -200,8 +203,7 @@ class SaveFacts:
         return False
 
     def _check_plain_wrapper(self, save: Save, trainers: list[Trainer], whole: bool = True) -> None:
-        """The usual snippet saves `trainer.model` itself; when that is a plain `nn.Module`
-        wrapper of this file (LoRA on a model inside it), `save_pretrained` does not exist on it."""
+        """The usual snippet saves `trainer.model` itself: is that a plain `nn.Module` wrapper?"""
         if not whole:
             return
         receiver = dotted_name(save.receiver) or ""
@@ -210,20 +212,38 @@ class SaveFacts:
         for trainer in trainers:
             if save.trainer and trainer.name != save.trainer:
                 continue
-            wrapper = self._plain_wrapper(trainer.model)
-            if wrapper:
-                save.review = (f"{trainer.name}.model may be a plain nn.Module wrapper (`{wrapper}`, defined "
-                               "here) with no save_pretrained: where this runs it raises AttributeError; save the PEFT "
-                               "model inside it")
+            self._wrapper_save(save, trainer.model, f"{trainer.name}.model")
+            if save.review or save.wrapper is not None or save.dead:
                 return
 
-    def _plain_wrapper(self, objects: frozenset) -> str:
-        """The same-file plain `nn.Module` class (no save_pretrained) these objects may be."""
-        for obj in _through_factories(objects, self.index):
-            if obj.kind == "load" and obj.label in self.index.plain_module_classes:
-                return obj.label
-        return ""
-
+    def _wrapper_save(self, save: Save, objects: frozenset, what: str) -> None:
+        """A save of `objects` as a whole: when they are a plain wrapper of this file, where its
+        LoRA is (save.wrapper), or that the save never runs (save.dead), or why neither is known."""
+        wrappers = self.wrappers.wrapper_objects(objects)
+        if not wrappers:
+            return
+        cls = self.wrappers.classes[wrappers[0].label]
+        plain = (f"{what} is a plain nn.Module wrapper (`{cls.name}`, defined here) with no save_pretrained: "
+                 "where this runs it raises AttributeError")
+        if cls.getattr_hook:
+            save.review = (f"{what} is a wrapper (`{cls.name}`, defined here) with no save_pretrained whose "
+                           "__getattr__ may or may not forward it: cannot tell what this saves")
+            return
+        setup = self.wrappers.setup_of(objects)
+        if setup is None or not setup.complete:
+            save.review = f"{plain}; no LoRA setup of it was found to save from: save the PEFT model inside it"
+            return
+        roots = self.wrappers.roots_at(save.at, setup)
+        at = self.wrappers.at_save(setup, save.at, roots)
+        if at.dead:
+            save.dead = True
+            return
+        if not at.possible:
+            save.review = f"{plain}; no LoRA placement of {setup.where} reaches this save"
+            return
+        if all(not p.chain for p in at.possible):
+            return  # the setup wrapped the wrapper itself: the trainer's model is a PeftModel here
+        save.wrapper = at
 
 def _through_trainer(save: Save, values: frozenset, reason: str) -> bool:
     """Mark the save as made through the trainer when every object it may hold is `T.model`."""
@@ -264,21 +284,6 @@ def _verdict(values: frozenset, trainer: Trainer) -> tuple[Kind, str]:
     if len(found) == 1:
         return found.pop(), ""
     return Kind.UNKNOWN, ""
-
-
-def _through_factories(objs: frozenset, index: ModuleIndex) -> set[Obj]:
-    """The objects, and what a same-file LoRA setup function was given (such a function may
-    return the very object it was given, with LoRA set on a model inside it)."""
-    out: set[Obj] = set()
-    work = list(objs)
-    while work:
-        obj = work.pop()
-        if obj in out:
-            continue
-        out.add(obj)
-        if obj.kind == "wrap" and obj.label in index.peft_factories:
-            work.extend(obj.inner)
-    return out
 
 
 def _stale_words(why: str, trainer: str) -> str:

@@ -39,6 +39,9 @@ class PendingFinding:
     reason: str = ""
     where: tuple[str, int, int] | None = None  # (path, line, col) of a finding in another file
     edits: frozenset = frozenset()  # the plan edits added since the previous report (suppression)
+    # An unsafe fix (it changes what runs on an approximation): the review reason it gets, and
+    # its edits dropped, unless unsafe fixes are enabled.
+    unsafe: str = ""
 
 
 @dataclass
@@ -64,12 +67,13 @@ class RuleContext:
         return self.facts.saves
 
     def report(self, code: str, node: cst.CSTNode, message: str, status: Status, reason: str = "",
-               where: tuple[str, int, int] | None = None) -> None:
+               where: tuple[str, int, int] | None = None, unsafe: str = "") -> None:
+        """`unsafe`: the fix is unsafe; this is the review reason when unsafe fixes are off."""
         from lora_codemod.suppression import plan_edits
 
         edits = plan_edits(self.plan) - self.attributed
         self.attributed |= edits
-        self.findings.append(PendingFinding(code, node, message, status, reason, where, frozenset(edits)))
+        self.findings.append(PendingFinding(code, node, message, status, reason, where, frozenset(edits), unsafe))
 
 
 class Rule(abc.ABC):

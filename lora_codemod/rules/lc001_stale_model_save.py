@@ -5,6 +5,7 @@ from __future__ import annotations
 from lora_codemod.analysis.saves import Kind, Save
 from lora_codemod.findings import Status
 from lora_codemod.rules.base import Example, Rule, RuleContext
+from lora_codemod.rules.placement import save_from_placement
 from lora_codemod.rules.retarget import retarget
 
 
@@ -120,7 +121,11 @@ if args.use_lora:
 
     def check(self, ctx: RuleContext) -> None:
         for save in ctx.saves:
-            if save.kind is Kind.STALE:
+            if save.dead:
+                continue  # its own tests cannot hold: it never runs
+            if save.wrapper is not None:  # a plain wrapper saved whole, its LoRA placement known
+                save_from_placement(ctx, save, self.code)
+            elif save.kind is Kind.STALE:
                 if save.review:
                     ctx.report(self.code, save.call, _stale_message(save), Status.REVIEW, save.review)
                 else:

@@ -100,7 +100,8 @@ if args.use_lora:
 
     def check(self, ctx: RuleContext) -> None:
         for save in ctx.saves:
-            if save.kind is Kind.TRAINED and save.block is not None and not save.review:
+            if (save.kind is Kind.TRAINED and save.block is not None and not save.review and not save.dead
+                    and save.wrapper is None):
                 message = (f"`{save.leading}` is the model {save.trainer} trains, so this save works today; saving "
                            f"through {save.trainer}.model keeps it working if `{save.leading}` is later rebound "
                            "or wrapped")

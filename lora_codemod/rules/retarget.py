@@ -53,8 +53,9 @@ def _reusable_name(ctx: RuleContext, save: Save, trainer: str) -> str | None:
     return None
 
 
-def retarget(ctx: RuleContext, save: Save, code: str, message: str) -> bool:
-    """Plan the rewrite of one save; report it under `code`. False when it was reported for review."""
+def retarget(ctx: RuleContext, save: Save, code: str, message: str, report: bool = True) -> bool:
+    """Plan the rewrite of one save; report it under `code` (`report=False`: the caller adds
+    edits of its own to the same finding, then reports it). False when it was reported for review."""
     trainer = save.trainer
     assert trainer is not None and save.leading_node is not None and save.leading is not None
     anchor: cst.CSTNode = save.owner if save.owner is not None else save.at.statement()
@@ -75,9 +76,10 @@ def retarget(ctx: RuleContext, save: Save, code: str, message: str) -> bool:
         known = ctx.fix_names[id(anchor)] = (name, trainer)
     name = known[0]
     ctx.plan.rename(save.leading_node, name)
-    ctx.report(code, save.call, message, Status.FIXED)
     if save.owner is not None:
         _retarget_tests(ctx, save, name)
+    if report:
+        ctx.report(code, save.call, message, Status.FIXED)
     return True
 
 
