@@ -97,7 +97,10 @@ def config_options(function):
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are findings (2 on errors still).")
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when fix changed a file.")
 @click.option("--stdin-filename", metavar="PATH", help="The name of the file read from '-', for messages and diffs.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only findings that are fixed or need review, and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list the findings left alone, with their reasons.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="The default (only findings that are fixed or need review, errors and the summary); kept for "
+                   "scripts that pass it.")
 @click.option("--color", "color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Colour findings and diffs (auto: on a terminal; NO_COLOR and FORCE_COLOR are honoured).")
 @click.option("--no-color", is_flag=True, help="Same as --color never.")
@@ -113,8 +116,8 @@ def config_options(function):
                    "configs it reports (they are your files: off by default; --diff shows the change).")
 @config_options
 def fix(paths, show_diff, check, select, ignore, flag_pattern, output_format, exclude, extend_exclude, force_exclude,
-        include_generated, show_suppressed, statistics, exit_zero, exit_non_zero_on_fix, stdin_filename, quiet, color,
-        no_color, jobs, unsafe_fixes, fix_config, config_file, isolated) -> None:
+        include_generated, show_suppressed, statistics, exit_zero, exit_non_zero_on_fix, stdin_filename, verbose, quiet,
+        color, no_color, jobs, unsafe_fixes, fix_config, config_file, isolated) -> None:
     """Rewrite LoRA adapter saves in PATHS (files or directories; default '.', '-' for stdin).
 
     Exit status: 0 nothing to do or everything fixed; 1 findings under --check/--diff, or a
@@ -148,7 +151,7 @@ def fix(paths, show_diff, check, select, ignore, flag_pattern, output_format, ex
               (base if settings.origins["extend-exclude"] != "command line" else ".", settings["extend-exclude"])]
     choice = "never" if no_color else color
     options = FixOptions(
-        diff=show_diff, check=check, quiet=quiet, color=color_choice(choice, sys.stdout),
+        diff=show_diff, check=check, verbose=verbose, quiet=quiet, color=color_choice(choice, sys.stdout),
         color_err=color_choice(choice, sys.stderr), stdin_filename=stdin_filename, jobs=jobs or default_jobs(),
         progress=hasattr(sys.stderr, "isatty") and sys.stderr.isatty() and fmt == "text",
         output_format=fmt, show_suppressed=show_suppressed, statistics=statistics, exit_zero=exit_zero,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -150,11 +151,27 @@ def test_stdin_cannot_be_mixed_with_paths(tree):
     assert CliRunner().invoke(cli, ["fix", "-", "trainer"]).exit_code == 2
 
 
-def test_quiet_hides_left_alone(tree):
+def test_left_alone_is_counted_by_default_and_listed_with_verbose(tree):
     (tree / "trainer" / "tok.py").write_bytes(
         b"trainer = Trainer(model=m)\nif args.use_lora:\n    tokenizer.save_pretrained(d)\n")
-    assert "left alone" in invoke("fix", "trainer/tok.py").output
-    assert invoke("fix", "-q", "trainer/tok.py").output == ""
+    summary = "0 fixed, 0 need review, 1 left alone (1 file checked).\n"
+    assert invoke("fix", "trainer/tok.py").output == summary  # counted, not listed
+    assert invoke("fix", "-q", "trainer/tok.py").output == summary  # -q is the default
+    verbose = invoke("fix", "--verbose", "trainer/tok.py").output
+    assert verbose == ("trainer/tok.py:3:5: LC001 `tokenizer.save_pretrained` in a LoRA block "
+                       "[left alone: `tokenizer` is a tokenizer, processor or config, not a model]\n" + summary)
+    assert invoke("fix", "-v", "-q", "trainer/tok.py").output == verbose
+
+
+def test_default_output_lists_what_needs_action_only(tree):
+    (tree / "trainer" / "tok.py").write_bytes(BROKEN + b"    tokenizer.save_pretrained(d)\n")
+    out = invoke("fix", "--check", "trainer/tok.py").output
+    assert "LC002" in out and "LC001" in out and "[would fix]" in out
+    assert "[left alone" not in out and out.splitlines()[-1].startswith("2 would fix in 1 file, 0 need review, 1 left alone")
+    assert "[left alone: `tokenizer` is a tokenizer" in invoke("fix", "--check", "-v", "trainer/tok.py").output
+    # Machine formats keep every finding with its status, as before.
+    doc = json.loads(invoke("fix", "--check", "--output-format", "json", "trainer/tok.py").stdout)
+    assert "left alone" in {f["status"] for f in doc["files"][0]["findings"]}
 
 
 def test_rules_and_explain():

@@ -40,7 +40,7 @@ def test_color_never_and_auto_on_a_pipe(tree):
 
 
 def test_color_always_colours_finding_lines(tree):
-    out = invoke("fix", "--check", "--color", "always", "train.py").output
+    out = invoke("fix", "--check", "--color", "always", "--verbose", "train.py").output
     line = next(line for line in out.splitlines() if "LC002" in line)
     assert line.startswith("\x1b[1mtrain.py:7:1:\x1b[0m \x1b[1m\x1b[31mLC002\x1b[0m every rank")
     assert line.endswith("\x1b[32m [would fix]\x1b[0m")

@@ -123,7 +123,7 @@ def test_config_command_without_a_file(tmp_path, monkeypatch):
 
 def test_trainer_classes_reach_the_analysis(project):
     (project / "custom.py").write_bytes(CUSTOM)
-    before = invoke("fix", "--check", "custom.py")
+    before = invoke("fix", "--check", "--verbose", "custom.py")
     assert "[left alone: no Trainer is built in this file]" in before.output and before.exit_code == 0
     write_config(project / "pyproject.toml", 'trainer-classes = ["FineTuneLoop"]\n')
     after = invoke("fix", "--check", "custom.py")

@@ -73,7 +73,8 @@ class ProgressBar:
 class FixOptions:
     diff: bool = False
     check: bool = False
-    quiet: bool = False
+    verbose: bool = False  # also list the findings left alone, with their reasons
+    quiet: bool = False  # accepted for compatibility: the default output is already quiet
     color: bool = False  # stdout
     color_err: bool = False  # stderr
     stdin_filename: str | None = None
@@ -155,8 +156,8 @@ def run_fix(paths: list[str], config: Config, options: FixOptions | None = None,
             for finding in result.findings:
                 if finding.suppressed and not options.show_suppressed:
                     continue
-                if options.quiet and finding.status is Status.SKIPPED and not finding.suppressed:
-                    continue
+                if finding.status is Status.SKIPPED and not finding.suppressed and not options.verbose:
+                    continue  # left alone: counted in the summary, listed with --verbose
                 printer.line(colored_finding(finding, dry_run, line_color), to_err=findings_to_err)
         if diff:
             printer.diff(diff)
@@ -203,15 +204,13 @@ def run_fix(paths: list[str], config: Config, options: FixOptions | None = None,
             printer.line(note, to_err=findings_to_err)
     if not stdin_mode and not items:
         printer.line(f"warning: no Python files in {', '.join(paths)}; nothing checked.", to_err=True)
-    elif (not stdin_mode and totals.files and not totals.errors and last_progress and last_progress[0].parsed == 0
-          and not options.quiet):
+    elif not stdin_mode and totals.files and not totals.errors and last_progress and last_progress[0].parsed == 0:
         printer.line(f"nothing here saves a model: none of the {totals.files} files calls save_pretrained or "
                      "save_model where a rule could apply.", to_err=summary_to_err)
     if options.statistics and fmt in ("text", "github"):
         for line in totals.statistics("check" if dry_run else "fix"):
             printer.line(line, to_err=summary_to_err)
-    if not options.quiet:
-        printer.line(totals.summary("check" if dry_run else "fix"), to_err=summary_to_err)
+    printer.line(totals.summary("check" if dry_run else "fix"), to_err=summary_to_err)
     return exit_code(totals, dry_run, options)
 
 
