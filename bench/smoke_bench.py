@@ -56,9 +56,9 @@ def smoke_runs(repeat: int) -> None:
 
 
 def overhead(repeat: int) -> None:
-    from lora_codemod.smoke.bootstrap import CODE_ENV, SCRIPT_ENV
-    from lora_codemod.smoke.instrument import EVENTS_ENV, SETTINGS_ENV
-    from lora_codemod.smoke.tiny_model import write_tiny_model
+    from lora_codemod.smoke.child.bootstrap import CODE_ENV, SCRIPT_ENV
+    from lora_codemod.smoke.child.instrument import EVENTS_ENV, SETTINGS_ENV
+    from lora_codemod.smoke.child.tiny_model import write_tiny_model
 
     with tempfile.TemporaryDirectory() as work:
         tiny = str(write_tiny_model(Path(work) / "tiny").path)
@@ -71,7 +71,7 @@ def overhead(repeat: int) -> None:
         plain, instrumented = [], []
         for _ in range(repeat):
             plain.append(timed([sys.executable, str(script), *args], base_env)[0])
-            instrumented.append(timed([sys.executable, "-m", "lora_codemod.smoke.bootstrap", *args], smoke_env)[0])
+            instrumented.append(timed([sys.executable, "-m", "lora_codemod.smoke.child.bootstrap", *args], smoke_env)[0])
         p, i = statistics.median(plain), statistics.median(instrumented)
         print(f"\ntrain_single.py on a local tiny model (needs no stand-in), median of {repeat}:")
         print(f"  plain python:            {p:5.2f} s   ({' '.join(f'{t:.2f}' for t in plain)})")

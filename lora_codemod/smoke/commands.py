@@ -106,7 +106,7 @@ def verify(directory: Path, base_model: Path | None, as_json: bool) -> None:
     if base_model is not None and not base_model.exists():
         _fail_usage(f"--base-model {base_model}: no such file or directory")
 
-    from lora_codemod.smoke.verify import verify_adapter_dir
+    from lora_codemod.smoke.child.verify import verify_adapter_dir
 
     result = verify_adapter_dir(directory, base_model=str(base_model) if base_model else None)
     if as_json:
@@ -129,8 +129,8 @@ def tiny_model(directory: Path, force: bool) -> None:
     if directory.is_dir() and any(directory.iterdir()) and not force:
         _fail_usage(f"{directory}: not empty (use --force to write into it anyway)")
 
-    from lora_codemod.smoke.tiny_model import write_tiny_model
-    from lora_codemod.smoke.verify import human_bytes
+    from lora_codemod.smoke.child.tiny_model import write_tiny_model
+    from lora_codemod.smoke.child.verify import human_bytes
 
     info = write_tiny_model(directory)
     click.echo(

@@ -90,7 +90,7 @@ def plan_for_this_machine(device: str, nproc: int) -> LaunchPlan:
 def launch_command(plan: LaunchPlan, script_args: list[str], python: str | None = None) -> list[str]:
     """The child's argv: the bootstrap module, under torchrun of this interpreter when nproc > 1."""
     python = python or sys.executable
-    bootstrap = ["-m", "lora_codemod.smoke.bootstrap", *script_args]
+    bootstrap = ["-m", "lora_codemod.smoke.child.bootstrap", *script_args]
     if not plan.distributed:
         return [python, *bootstrap]
     # `python -m torch.distributed.run` is the torchrun entry point of this interpreter.

@@ -1,6 +1,6 @@
 """Launching the child: its environment, its command, watching it, stopping its whole process tree.
 
-The child is `python -m lora_codemod.smoke.bootstrap` (under torchrun for --nproc > 1) in its own
+The child is `python -m lora_codemod.smoke.child.bootstrap` (under torchrun for --nproc > 1) in its own
 process group, so a timeout can stop all of it.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lora_codemod.smoke.records import read_events, latest_phase
+from lora_codemod.smoke.child.records import read_events, latest_phase
 
 KILL_GRACE_SECONDS = 5.0
 OUTPUT_TAIL_LINES = 200

@@ -10,10 +10,10 @@ from rich.table import Table
 from rich.text import Text
 
 from lora_codemod.smoke.launch import StatusSink
-from lora_codemod.smoke.records import SaveCall
+from lora_codemod.smoke.child.records import SaveCall
 from lora_codemod.smoke.runner import SmokeSession
 from lora_codemod.smoke.verdict import SmokeRun
-from lora_codemod.smoke.verify import FAIL, PASS, WARN, Check, VerifyResult
+from lora_codemod.smoke.child.verify import FAIL, PASS, WARN, Check, VerifyResult
 
 STATUS_STYLE = {PASS: "green", WARN: "yellow", FAIL: "bold red"}
 

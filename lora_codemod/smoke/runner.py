@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lora_codemod
-from lora_codemod.smoke import records
-from lora_codemod.smoke import verify as verify_mod
-from lora_codemod.smoke.bootstrap import CODE_ENV, SCRIPT_ENV
+from lora_codemod.smoke.child import records
+from lora_codemod.smoke.child import verify as verify_mod
+from lora_codemod.smoke.child.bootstrap import CODE_ENV, SCRIPT_ENV
 from lora_codemod.smoke.device import LaunchPlan, launch_command
-from lora_codemod.smoke.instrument import EVENTS_ENV, FORCE_BACKEND_ENV, SETTINGS_ENV
+from lora_codemod.smoke.child.instrument import EVENTS_ENV, FORCE_BACKEND_ENV, SETTINGS_ENV
 from lora_codemod.smoke.launch import StatusSink, run_child
 from lora_codemod.smoke.verdict import FixSummary, SmokeRun, run_checks
 
@@ -127,12 +127,12 @@ def make_tiny_model(directory: Path, python: str | None, pythonpath: str) -> str
     """{tiny_model}, written by the interpreter that will read it (--python may be another one)."""
     # Compared as paths, not resolved: two venvs share one resolved interpreter binary.
     if not python or os.path.abspath(python) == os.path.abspath(sys.executable):
-        from lora_codemod.smoke.tiny_model import write_tiny_model
+        from lora_codemod.smoke.child.tiny_model import write_tiny_model
 
         return str(write_tiny_model(directory).path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH", "")) if p)}
     result = subprocess.run(
-        [python, "-m", "lora_codemod.smoke.tiny_model", str(directory)], env=env, capture_output=True, text=True
+        [python, "-m", "lora_codemod.smoke.child.tiny_model", str(directory)], env=env, capture_output=True, text=True
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]

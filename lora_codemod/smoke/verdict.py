@@ -6,9 +6,9 @@ import collections
 import os
 from dataclasses import dataclass, field
 
-from lora_codemod.smoke import verify as verify_mod
+from lora_codemod.smoke.child import verify as verify_mod
 from lora_codemod.smoke.device import LaunchPlan
-from lora_codemod.smoke.records import SaveCall, _same_path_key
+from lora_codemod.smoke.child.records import SaveCall, _same_path_key
 
 OUTPUT_DIR = "{output_dir}"
 

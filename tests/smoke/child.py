@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 PRELUDE = """
 import json, os, sys
-from lora_codemod.smoke.instrument import install
+from lora_codemod.smoke.child.instrument import install
 
 RESULTS = {}
 

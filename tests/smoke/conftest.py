@@ -37,7 +37,7 @@ def offline_hub():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from lora_codemod.smoke.tiny_model import write_tiny_model
+    from lora_codemod.smoke.child.tiny_model import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model").path
 

@@ -69,11 +69,11 @@ def test_nproc_must_be_positive(nproc):
 
 def test_launch_command_uses_torchrun_of_this_interpreter():
     single = launch_command(plan_launch("cpu", 1, False, 0), ["--x", "1"])
-    assert single == [sys.executable, "-m", "lora_codemod.smoke.bootstrap", "--x", "1"]
+    assert single == [sys.executable, "-m", "lora_codemod.smoke.child.bootstrap", "--x", "1"]
     multi = launch_command(plan_launch("cpu", 2, False, 0), ["--x", "1"])
     assert multi[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert multi[multi.index("--nproc_per_node") + 1] == "2"
-    assert multi[-4:] == ["-m", "lora_codemod.smoke.bootstrap", "--x", "1"]
+    assert multi[-4:] == ["-m", "lora_codemod.smoke.child.bootstrap", "--x", "1"]
 
 
 def test_smoke_cli_reports_too_many_processes_for_the_gpus(fake_cuda):

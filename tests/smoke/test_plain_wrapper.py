@@ -118,7 +118,7 @@ class _Log:
 
 
 def test_only_a_direct_save_pretrained_lookup_on_the_watched_class_is_recorded():
-    from lora_codemod.smoke.instrument import watch_missing_save
+    from lora_codemod.smoke.child.instrument import watch_missing_save
 
     class Inner(nn.Module):
         def __init__(self):
@@ -153,7 +153,7 @@ def test_only_a_direct_save_pretrained_lookup_on_the_watched_class_is_recorded()
 
 
 def test_models_with_a_save_pretrained_or_their_own_getattr_keep_working():
-    from lora_codemod.smoke.instrument import watch_missing_save
+    from lora_codemod.smoke.child.instrument import watch_missing_save
 
     class Saves(nn.Module):
         def save_pretrained(self, directory):

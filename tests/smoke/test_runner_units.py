@@ -13,10 +13,10 @@ from lora_codemod.findings import SourceError, SourceResult
 from lora_codemod.smoke import commands
 from lora_codemod.smoke.device import plan_launch
 from lora_codemod.smoke.launch import OutputReader
-from lora_codemod.smoke.records import collect_saves, latest_phase, read_events
+from lora_codemod.smoke.child.records import collect_saves, latest_phase, read_events
 from lora_codemod.smoke.runner import substitute
 from lora_codemod.smoke.verdict import FixSummary, SmokeRun, run_checks
-from lora_codemod.smoke.verify import FAIL, PASS
+from lora_codemod.smoke.child.verify import FAIL, PASS
 
 from .conftest import FIXTURE_SCRIPTS, REPO, run_cli
 

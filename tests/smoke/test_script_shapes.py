@@ -56,7 +56,7 @@ def test_flash_attn_import_stand_in_imports_but_never_runs(tmp_path):
 def test_flash_attn_stand_in_only_on_cpu_runs(monkeypatch):
     import sys
 
-    from lora_codemod.smoke import shims
+    from lora_codemod.smoke.child import shims
 
     class Log:
         def standin(self, what, detail):
@@ -78,7 +78,7 @@ def test_byte_level_bpe_files_cover_any_text_within_the_vocabulary(tmp_path):
     from hypothesis import strategies as st
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-    from lora_codemod.smoke.tiny_model import CHARACTERS, VOCAB, VOCAB_SIZE, bpe_files
+    from lora_codemod.smoke.child.tiny_model import CHARACTERS, VOCAB, VOCAB_SIZE, bpe_files
 
     vocab, merges = bpe_files()
     assert sorted(vocab.values()) == list(range(VOCAB_SIZE))  # the same ids as tokenizer.json
@@ -110,7 +110,7 @@ def test_transformers_5_stand_ins_keep_one_tokenizer_json(tmp_path):
     classes would read vocab.json before tokenizer.json, and there is no slow class to name."""
     import transformers
 
-    from lora_codemod.smoke import families
+    from lora_codemod.smoke.child import families
 
     if int(transformers.__version__.split(".")[0]) < 5:
         pytest.skip(f"transformers {transformers.__version__}: this checks the 5.x behaviour")
@@ -142,7 +142,7 @@ import transformers
 from transformers import AutoTokenizer, GPT2Tokenizer, LlamaTokenizer
 report("control", fails(lambda: AutoTokenizer.from_pretrained("liuhaotian/llava-v1.5-13b", use_fast=False)))
 INSTALL()
-from lora_codemod.smoke.tiny_model import VOCAB_SIZE
+from lora_codemod.smoke.child.tiny_model import VOCAB_SIZE
 text = "Hello world 1289, the model: what?"
 slow = AutoTokenizer.from_pretrained("liuhaotian/llava-v1.5-13b", use_fast=False)
 fast = AutoTokenizer.from_pretrained("liuhaotian/llava-v1.5-13b")

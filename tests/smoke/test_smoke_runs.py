@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from lora_codemod.smoke.commands import smoke
-from lora_codemod.smoke.verify import FULL_MODEL_MESSAGE
+from lora_codemod.smoke.child.verify import FULL_MODEL_MESSAGE
 
 from .conftest import SAVE_BLOCK, check, copy_fixture, run_cli, training_args
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from lora_codemod.smoke.tiny_model import VOCAB_SIZE
+from lora_codemod.smoke.child.tiny_model import VOCAB_SIZE
 
 from .child import run_snippet
 
@@ -120,7 +120,7 @@ report("like", [model.config.model_type, model.config.text_config.hidden_size, m
 def test_like_shrinks_a_local_config_with_its_sub_configs_and_keeps_its_tokenizer(tmp_path):
     from transformers import CLIPConfig
 
-    from lora_codemod.smoke.tiny_model import write_tokenizer
+    from lora_codemod.smoke.child.tiny_model import write_tokenizer
 
     like = tmp_path / "like"
     CLIPConfig().save_pretrained(like)  # text 512 / vision 768 wide, 12 layers each: about 150M parameters
@@ -181,7 +181,7 @@ def test_tokenizer_ids_stay_within_the_vocabulary_for_any_text():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from lora_codemod.smoke.tiny_model import build_tokenizer
+    from lora_codemod.smoke.child.tiny_model import build_tokenizer
 
     tokenizer = build_tokenizer()
     assert len(tokenizer) == VOCAB_SIZE
@@ -200,7 +200,7 @@ def test_sentencepiece_model_matches_the_fast_tokenizer(tmp_path):
     sentencepiece = pytest.importorskip("sentencepiece", reason="sentencepiece is not installed (smoke extra)")
     from transformers import AutoTokenizer
 
-    from lora_codemod.smoke.tiny_model import write_tokenizer
+    from lora_codemod.smoke.child.tiny_model import write_tokenizer
 
     write_tokenizer(tmp_path)
     processor = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "tokenizer.model"))

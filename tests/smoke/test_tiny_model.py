@@ -36,7 +36,7 @@ def test_tiny_model_command_writes_a_loadable_model(tmp_path):
     result = subprocess.run([sys.executable, "-c", LOAD, str(target)], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     # BOS, then every word from the fixed vocabulary, so no <unk>; "," is a piece of its own.
-    from lora_codemod.smoke.tiny_model import VOCAB_SIZE
+    from lora_codemod.smoke.child.tiny_model import VOCAB_SIZE
 
     assert result.stdout.strip().splitlines()[-1] == f"LlamaForCausalLM llama (1, 7, {VOCAB_SIZE}) False"
 

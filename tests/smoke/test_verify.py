@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from lora_codemod.smoke.commands import verify
-from lora_codemod.smoke.verify import (
+from lora_codemod.smoke.child.verify import (
     FAIL,
     FULL_MODEL_MESSAGE,
     PASS,

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lora_codemod.smoke.commands import verify
-from lora_codemod.smoke.verify import FAIL, PASS, WARN, verify_adapter_dir
+from lora_codemod.smoke.child.verify import FAIL, PASS, WARN, verify_adapter_dir
 
 from .conftest import run_cli
 
@@ -358,7 +358,7 @@ def test_a_wrappers_own_module_attribute_is_not_the_ddp_prefix(trained, tmp_path
 
 
 def test_init_that_cannot_be_rebuilt_is_said_on_the_load_row(trained, tiny_model, monkeypatch):
-    from lora_codemod.smoke import verify_checks
+    from lora_codemod.smoke.child import verify_checks
 
     def no_init(*args, **kwargs):
         raise ValueError("unsupported init")

@@ -192,7 +192,7 @@ def _patch_trainer(log: EventLog, module) -> None:
     trainer_class = module.Trainer
     _patch_method(trainer_class, "save_model", _recorded(log, "save_model", _describe_save_model))
 
-    from lora_codemod.smoke import shims
+    from lora_codemod.smoke.child import shims
 
     trainer_class.push_to_hub = shims._neutralised(log, "Trainer.push_to_hub()")
 
@@ -269,7 +269,7 @@ def watch_missing_save(log: EventLog, model) -> None:
 
 
 def _patch_torch(log: EventLog, module) -> None:
-    from lora_codemod.smoke import shims
+    from lora_codemod.smoke.child import shims
 
     shims.patch_torch_cpu(log, module)
     forced = os.environ.get(FORCE_BACKEND_ENV) or None
@@ -340,7 +340,7 @@ def read_settings() -> dict:
 
 def install(events_dir: str | None, settings: dict | None = None) -> EventLog:
     """Install every patch (now for modules already imported, else on their import)."""
-    from lora_codemod.smoke import shims, standins
+    from lora_codemod.smoke.child import shims, standins
 
     settings = read_settings() if settings is None else settings
     shims.SETTINGS.clear()

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_codemod.smoke import verify_checks
-from lora_codemod.smoke.verify_checks import FAIL, PASS, WARN
+from lora_codemod.smoke.child import verify_checks
+from lora_codemod.smoke.child.verify_checks import FAIL, PASS, WARN
 
 # peft_type -> the key fragments its weight tensors carry.
 LORA_FAMILY = {
@@ -353,7 +353,7 @@ def _check_on_base(result: VerifyResult, directory: Path, base_model: str, confi
             "SEQ_2_SEQ_LM": transformers.AutoModelForSeq2SeqLM,
             "TOKEN_CLS": transformers.AutoModelForTokenClassification,
         }.get(task, transformers.AutoModel)
-        from lora_codemod.smoke.tiny_model import quiet_progress_bars
+        from lora_codemod.smoke.child.tiny_model import quiet_progress_bars
 
         def build_base():
             with quiet_progress_bars():

@@ -14,7 +14,7 @@ import os
 import threading
 from pathlib import Path
 
-from lora_codemod.smoke import shims
+from lora_codemod.smoke.child import shims
 
 # from_pretrained keywords that are about loading, not the model's config.
 LOAD_KWARGS = {
@@ -63,7 +63,7 @@ class StandIns:
     # ---- directories: config.json + tokenizer (+ processor config) per family
 
     def family_dir(self, name: str) -> tuple[Path, str]:
-        from lora_codemod.smoke import families
+        from lora_codemod.smoke.child import families
 
         with _lock:
             if self.like:
@@ -82,7 +82,7 @@ class StandIns:
     def like_config(self):
         from transformers import AutoConfig
 
-        from lora_codemod.smoke import families
+        from lora_codemod.smoke.child import families
 
         return families.shrink_config(AutoConfig.from_pretrained(self.like), keep_vocab=self._like_has_tokenizer())
 
@@ -93,7 +93,7 @@ class StandIns:
     # ---- models
 
     def model_config(self, cls, name: str):
-        from lora_codemod.smoke import families
+        from lora_codemod.smoke.child import families
 
         config_class = getattr(cls, "config_class", None)
         is_auto = hasattr(cls, "_model_mapping")

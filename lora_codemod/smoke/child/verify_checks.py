@@ -228,7 +228,7 @@ def report_named_adapter(result, directory: Path, found: list[Path]) -> Path:
 
 
 def lora_b_snapshot(model) -> dict:
-    from lora_codemod.smoke.shims import lora_snapshot
+    from lora_codemod.smoke.child.shims import lora_snapshot
 
     return {k: v for k, v in lora_snapshot(model).items() if ".lora_B." in k}
 
@@ -254,7 +254,7 @@ def check_untrained(result, build_base, adapter_dir: Path, loaded_b: dict) -> st
 
     Returns a note for the load row when the comparison cannot tell (a random start), else "".
     """
-    from lora_codemod.smoke.shims import lora_changes
+    from lora_codemod.smoke.child.shims import lora_changes
 
     initial = initial_lora_b(build_base, adapter_dir, seed=0)
     if not initial:

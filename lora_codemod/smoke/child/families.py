@@ -101,7 +101,7 @@ def _shrink(values: dict, ids: dict | None, keep_vocab: bool) -> dict:
 
 
 def tokenizer_ids() -> dict:
-    from lora_codemod.smoke.tiny_model import BOS, EOS, PAD, VOCAB_SIZE
+    from lora_codemod.smoke.child.tiny_model import BOS, EOS, PAD, VOCAB_SIZE
 
     return {"size": VOCAB_SIZE, "pad": PAD, "bos": BOS, "eos": EOS}
 
@@ -161,7 +161,7 @@ def write_standin_dir(directory: Path, config, like_dir: str | None) -> Path:
                     (directory / entry).write_bytes(Path(source).read_bytes())
                     copied = copied or entry in ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
     if not copied:
-        from lora_codemod.smoke.tiny_model import write_tokenizer
+        from lora_codemod.smoke.child.tiny_model import write_tokenizer
 
         write_tokenizer(directory)
         family_tokenizer = family_tokenizer_class(getattr(config, "model_type", ""))
@@ -203,7 +203,7 @@ def family_tokenizer_class(model_type: str) -> str | None:
     `tokenizer.legacy`). Transformers 5 has one class per family, and its family classes rebuild the
     vocabulary from their own files, so there the stand-in stays a plain tokenizer.json tokenizer.
     """
-    from lora_codemod.smoke.tiny_model import _transformers_major
+    from lora_codemod.smoke.child.tiny_model import _transformers_major
 
     if _transformers_major() >= 5:
         return None
@@ -224,7 +224,7 @@ def tokenizer_loads(directory: Path, tokenizer_class: str) -> bool:
 
     from transformers import AutoTokenizer
 
-    from lora_codemod.smoke.tiny_model import VOCAB_SIZE, write_tokenizer
+    from lora_codemod.smoke.child.tiny_model import VOCAB_SIZE, write_tokenizer
 
     probe = Path(tempfile.mkdtemp(prefix="tokenizer-", dir=directory.parent))
     try:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_codemod.smoke import spm
+from lora_codemod.smoke.child import spm
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -227,7 +227,7 @@ def write_tiny_model(directory: str | Path) -> TinyModelInfo:
     return TinyModelInfo(path, parameters, size, time.perf_counter() - started)
 
 
-if __name__ == "__main__":  # `python -m lora_codemod.smoke.tiny_model DIR`: made by another interpreter
+if __name__ == "__main__":  # `python -m lora_codemod.smoke.child.tiny_model DIR`: made by another interpreter
     import sys
 
     info = write_tiny_model(sys.argv[1])

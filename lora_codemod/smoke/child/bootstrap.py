@@ -1,4 +1,4 @@
-"""Entry point of the child process: `python -m lora_codemod.smoke.bootstrap SCRIPT_ARGS...`.
+"""Entry point of the child process: `python -m lora_codemod.smoke.child.bootstrap SCRIPT_ARGS...`.
 
 Installs the instrumentation, then runs the (patched) code as `__main__` the way `python SCRIPT`
 would: `__file__` and `sys.argv[0]` are the user's script, its directory is `sys.path[0]`, and
@@ -18,7 +18,7 @@ SCRIPT_ENV = "LORA_CODEMOD_SMOKE_SCRIPT"  # the user's script, as named in trace
 
 
 def run_script(code_path: str, script_path: str, argv: list[str], log) -> None:
-    from lora_codemod.smoke.instrument import exception_summary
+    from lora_codemod.smoke.child.instrument import exception_summary
 
     with open(code_path, "rb") as handle:
         source = handle.read()
@@ -81,12 +81,12 @@ def close_process_group(log) -> None:
 
 
 def main() -> None:
-    from lora_codemod.smoke.instrument import EVENTS_ENV, install
+    from lora_codemod.smoke.child.instrument import EVENTS_ENV, install
 
     code_path = os.environ.get(CODE_ENV)
     script_path = os.environ.get(SCRIPT_ENV)
     if not code_path or not script_path:
-        sys.stderr.write(f"lora_codemod.smoke.bootstrap: {CODE_ENV} and {SCRIPT_ENV} must be set\n")
+        sys.stderr.write(f"lora_codemod.smoke.child.bootstrap: {CODE_ENV} and {SCRIPT_ENV} must be set\n")
         raise SystemExit(2)
     log = install(os.environ.get(EVENTS_ENV))
     log.emit("start", world_size=int(os.environ.get("WORLD_SIZE", "1")), local_rank=os.environ.get("LOCAL_RANK"))
