@@ -148,7 +148,7 @@ class _PathWithout(Located):
 
 
 # What a save saves from is the rules' business; where it runs is the invariants'.
-_SAVE_RECEIVER = re.compile(r"[\w.]+\.save_pretrained\(")
+_SAVE_RECEIVER = re.compile(r"[\w.]+(?:\([^()]*\)[\w.]*)*\.save_pretrained\(")
 _NEW_NAME = re.compile(r"\b(?:lora_)?model_to_save(?:_\d+)?\b")
 
 

@@ -229,11 +229,14 @@ class SaveFacts:
             save.review = (f"{what} is a wrapper (`{cls.name}`, defined here) with no save_pretrained whose "
                            "__getattr__ may or may not forward it: cannot tell what this saves")
             return
+        roots = self.wrappers.roots_at(save.at, cls)
+        if self.wrappers.decide(save.at.path(), roots, cls) is False:
+            save.dead = True  # `else:` of `hasattr(model, "model")` when __init__ always sets self.model
+            return
         setup = self.wrappers.setup_of(objects)
         if setup is None or not setup.complete:
             save.review = f"{plain}; no LoRA setup of it was found to save from: save the PEFT model inside it"
             return
-        roots = self.wrappers.roots_at(save.at, setup)
         at = self.wrappers.at_save(setup, save.at, roots)
         if at.dead:
             save.dead = True

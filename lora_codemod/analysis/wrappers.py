@@ -147,8 +147,8 @@ class WrapperFacts:
             work += self.index.class_bases.get(cls, [])
         return out
 
-    def roots_at(self, at: Located, setup: Setup) -> set[str]:
-        """The names that the tests around `at` inspect and that hold the wrapper of `setup`
+    def roots_at(self, at: Located, cls: WrapperClass) -> set[str]:
+        """The names that the tests around `at` inspect and that hold a `cls` wrapper
         (directly, through its setup, or as the model of a trainer that trains it)."""
         out: set[str] = set()
         for test, _ in at.path():
@@ -159,11 +159,11 @@ class WrapperFacts:
                 if subject is None:
                     continue
                 root = subject.split(".")[0]
-                if root not in out and self._holds_wrapper(root, at, setup):
+                if root not in out and self._holds_wrapper(root, at, cls):
                     out.add(root)
         return out
 
-    def _holds_wrapper(self, name: str, at: Located, setup: Setup) -> bool:
+    def _holds_wrapper(self, name: str, at: Located, cls: WrapperClass) -> bool:
         values = self.facts.name_values(name, at)
         objects: set[Obj] = set()
         for obj in values:
@@ -173,7 +173,7 @@ class WrapperFacts:
                         objects |= trainer.model
             else:
                 objects.add(obj)
-        return any(o.label == setup.wrapper.name for o in self.wrapper_objects(objects))
+        return any(o.label == cls.name for o in self.wrapper_objects(objects))
 
     def wrapper_objects(self, objects: Iterable[Obj]) -> list[Obj]:
         """The plain-wrapper instances among `objects` and what same-file setups were given."""
