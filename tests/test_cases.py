@@ -35,7 +35,7 @@ def test_case(case: Path):
     source = (case / "input.py").read_bytes()
     expected_path = case / "expected.py"
     expected = expected_path.read_bytes() if expected_path.exists() else source
-    result = assert_invariants(source, config)
+    result = assert_invariants(source, config, meta.get("path", "case.py"))
     assert result.output == expected, f"{case.name}: output differs from expected.py"
     got = [(f.code, f.line, f.status.value) for f in result.findings]
     want = [(f["code"], f["line"], f["status"]) for f in meta["findings"]]
@@ -46,9 +46,10 @@ def test_case(case: Path):
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_case_on_disk(case: Path, tmp_path):
     """Invariant 4 (a no-op file is not written) and the write path, file by file."""
-    _, config = load(case)
+    meta, config = load(case)
     source = (case / "input.py").read_bytes()
-    path = tmp_path / "input.py"
+    path = tmp_path / meta.get("path", "input.py")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(source)
     os.utime(path, ns=(1_000_000_000, 1_000_000_000))
     outcome = process_file(str(path), config, write=True)

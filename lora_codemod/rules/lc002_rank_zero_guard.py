@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from lora_codemod.analysis.distributed import signal_for
 from lora_codemod.analysis.lora import Branch
 from lora_codemod.analysis.saves import Save
 from lora_codemod.findings import Status
@@ -55,7 +56,11 @@ assignments on every rank; and around the save statement itself outside LoRA blo
 above a guarded statement stay above the guard.
 
 ## When it does not apply
-Scripts with no distributed signal. Saves already under a rank-zero test at any depth (decided
+Scripts with no distributed signal. A pytest test (a function `test*`, or a method of a class
+`Test*` or of a `unittest.TestCase`, in a module `test_*.py` or `*_test.py`) runs in pytest's one
+process: what the module imports for its other tests (`import torch.distributed`) does not make
+its saves distributed; its own body's signals (`init_process_group`, `LOCAL_RANK`, a `torchrun`
+command) still do. Saves already under a rank-zero test at any depth (decided
 by evaluating the test for ranks -1, 0, 1 and 2: `local_rank == 0 or local_rank == -1`,
 `not dist.is_initialized() or dist.get_rank() == 0`, `if not local_rank:`, `should_save`, ...) or
 passing `is_main_process=`. A save that shares its statement with a collective call or with an
@@ -133,16 +138,21 @@ if args.use_lora:
         index = ctx.index
         if not index.signals:
             return
-        signal = index.signals[0][0]
-        message = f"every rank writes the adapter (distributed script: {signal})"
         by_block: dict[int, list[Save]] = {}
         outside: list[Save] = []
         callbacks = index.subclasses_of("TrainerCallback")  # LC006 guards those, in every script
+        messages: dict[int, str] = {}  # id(save) -> its message
+        per_test: dict = {}
         for save in ctx.saves:
             if not save.is_adapter_save or save.guarded:
                 continue
             if save.at.scope.cls is not None and save.at.scope.cls.name.value in callbacks:
                 continue
+            # A pytest test runs in one process: only its own body's signals count there.
+            signal = signal_for(index, save.at.scope, ctx.path, per_test)
+            if signal is None:
+                continue
+            messages[id(save)] = f"every rank writes the adapter (distributed script: {signal})"
             trainer = save.trainer or next((t.name for t in ctx.facts.facts.trainers_at(save.at)), None)
             if trainer is None:
                 continue  # no trainer to ask which process is the main one
@@ -152,9 +162,10 @@ if args.use_lora:
             else:
                 outside.append(save)
         for group in by_block.values():
-            self._guard_block(ctx, group, message)
+            self._guard_block(ctx, group, messages[id(min(group, key=lambda s: s.at.order))])
         done: set[int] = set()
         for save in outside:
+            message = messages[id(save)]
             statement = save.at.statement()
             if id(statement) in done:
                 continue
