@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 
 from lora_codemod.config import Config
 from lora_codemod.findings import SourceError, SourceResult
+from lora_codemod.ipython import Special, cell_syntax
 
 MARKER = "# lora-codemod: notebook cell "
-_MAGIC = re.compile(r"^(\s*)(?:[!%]|[\w.,\s]+=\s*[!%]|\?)|^\s*\S.*\?\s*$")
 
 
 @dataclass
@@ -103,77 +103,140 @@ def code_cells(text: str) -> list[_Cell]:
 
 
 _PLACEHOLDER = "pass  # lora-codemod: magic "
-_RESTORE = re.compile(r"(?m)^([ \t]*)" + re.escape(_PLACEHOLDER) + r"(\d+)$")
+_HEAD = re.compile(r"^([ \t]*)" + re.escape(_PLACEHOLDER) + r"(\d+)$")
+_MORE = re.compile(r"^([ \t]*)" + re.escape(_PLACEHOLDER) + r"(\d+)\+$")
+# IPython removes the leading indentation of a cell whose first line is indented: a block
+# opener before it makes Python read the cell the same way, without moving a column.
+_OPENER = "if True:  # lora-codemod: indented cell"
 
 
-def _is_magic(line: str) -> bool:
-    stripped = line.strip()
-    return bool(stripped) and not stripped.startswith("#") and bool(_MAGIC.match(line))
+@dataclass
+class _Layout:
+    """How one code cell sits in the module: its lines there, each one's line in the cell."""
+
+    index: int  # the cell's index in the notebook
+    first: int  # the module line of the cell's first line (after its marker)
+    where: list[int | None]  # per module line: its 0-based line in the cell (None: an opener)
+    specials: list[Special]  # IPython lines, replaced by placeholders of as many lines
+    lines: list[str]  # the cell's physical lines
+    head: int  # module lines at the top that must come back unchanged (cell magic, opener)
+    text: str  # the cell's part of the module, after its marker
 
 
-def _module(cells: list[_Cell]) -> tuple[str, list[tuple[int, int, list[str], bool]]]:
-    """The module text, and per cell (first module line of its code, cell index, its magic
-    lines in order, whether the whole cell is a cell magic)."""
-    parts, spans = [], []
+def _module(cells: list[_Cell]) -> tuple[str, list[_Layout]]:
+    """The module text (each cell after a marker line, IPython lines as `pass` placeholders of
+    as many lines, at their first line's indentation), and each cell's layout."""
+    parts, layouts = [], []
     line = 1
     for cell in cells:
         lines = cell.text.splitlines()
-        magics: list[str] = []
-        whole = bool(lines) and lines[0].lstrip().startswith("%%")
-        if whole:  # a cell magic (%%bash, %%capture): not Python
-            code = [_PLACEHOLDER + "0"]
+        syntax = cell_syntax(lines)
+        code = list(lines)
+        for n, special in enumerate(syntax.specials):
+            top = special.kind in ("cell magic", "prompts")  # the cell's own level: column 0
+            indent = "" if top else re.match(r"[ \t]*", lines[special.first]).group(0)
+            code[special.first] = f"{indent}{_PLACEHOLDER}{n}"
+            for k in range(special.first + 1, special.last + 1):
+                code[k] = f"{indent}{_PLACEHOLDER}{n}+"
+        out: list[str] = []
+        where: list[int | None] = []
+        for k, text in enumerate(code):
+            if k in syntax.indented:
+                out.append(_OPENER)
+                where.append(None)
+            out.append(text)
+            where.append(k)
+        head = 0
+        cell_magics = {s.first for s in syntax.specials if s.kind == "cell magic"}
+        while head < len(out) and (where[head] is None or where[head] in cell_magics):
+            head += 1
+        body = "".join(t + "\n" for t in out)
+        parts.append(f"{MARKER}{cell.index + 1}\n" + body)
+        layouts.append(_Layout(cell.index, line + 1, where, syntax.specials, lines, head, body))
+        line += 1 + len(out)
+    return "".join(parts), layouts
+
+
+def _locate(layouts: list[_Layout], line: int) -> tuple[int, int]:
+    """Module line -> (1-based cell number, 1-based line in the cell)."""
+    for layout in reversed(layouts):
+        if line >= layout.first:
+            offset = line - layout.first
+            if offset >= len(layout.where):  # past the cell's last line (an error at the end)
+                return layout.index + 1, offset - layout.where.count(None) + 1
+            following = [w for w in layout.where[offset:] if w is not None]  # an opener: the next line
+            return layout.index + 1, (following[0] if following else len(layout.lines) - 1) + 1
+    return layouts[0].index + 1, 1
+
+
+def _put_back(body: str, layout: _Layout) -> str | None:
+    """The cell's lines with each placeholder replaced by its IPython lines, re-indented as the
+    placeholder was; None when a placeholder is missing, repeated or split."""
+    lines = body.split("\n")
+    out: list[str] = []
+    seen: set[int] = set()
+    k = 0
+    while k < len(lines):
+        head = _HEAD.match(lines[k])
+        if head is None:
+            if _MORE.match(lines[k]):
+                return None  # a continuation away from its first line
+            out.append(lines[k])
+            k += 1
+            continue
+        n = int(head.group(2))
+        if n >= len(layout.specials) or n in seen:
+            return None
+        seen.add(n)
+        special = layout.specials[n]
+        count = special.last - special.first
+        indent = head.group(1)
+        for extra in range(1, count + 1):
+            more = _MORE.match(lines[k + extra]) if k + extra < len(lines) else None
+            if more is None or more.group(1) != indent or int(more.group(2)) != n:
+                return None
+        original = layout.lines[special.first:special.last + 1]
+        old = re.match(r"[ \t]*", original[0]).group(0)
+        if special.kind in ("cell magic", "prompts"):
+            if indent:
+                return None  # the cell's own level moved into a block
+            out += original
         else:
-            code = []
-            for text in lines:
-                if _is_magic(text):
-                    indent = re.match(r"[ \t]*", text).group(0)
-                    code.append(f"{indent}{_PLACEHOLDER}{len(magics)}")
-                    magics.append(text)
-                else:
-                    code.append(text)
-        parts.append(f"{MARKER}{cell.index + 1}\n" + "".join(t + "\n" for t in code))
-        spans.append((line + 1, cell.index, magics, whole))
-        line += 1 + len(code)
-    return "".join(parts), spans
+            out.append(indent + original[0][len(old):])
+            out += [indent + t[len(old):] if old != indent and t.startswith(old) else t for t in original[1:]]
+        k += count + 1
+    if len(seen) != len(layout.specials):
+        return None
+    return "\n".join(out)
 
 
-def _locate(spans, line: int) -> tuple[int, int]:
-    """Module line -> (1-based cell number, line in the cell)."""
-    for first, index, _, _ in reversed(spans):
-        if line >= first:
-            return index + 1, line - first + 1
-    return spans[0][1] + 1, 1
-
-
-def _split(output: str, cells: list[_Cell], spans) -> list[str] | None:
+def _split(output: str, cells: list[_Cell], layouts: list[_Layout]) -> list[str] | None:
     """The new source of each code cell, or None when the markers did not survive in order at
-    column 0 (a rewrite across cells) or a magic line was lost."""
+    column 0 (a rewrite across cells), a cell magic or opener line moved, or an IPython line was
+    lost."""
     chunks = re.split(r"(?m)^" + re.escape(MARKER) + r"(\d+)\n", output)
     if chunks[0].strip() or len(chunks) != 2 * len(cells) + 1:
         return None
     out = []
-    for k, cell in enumerate(cells):
+    for k, (cell, layout) in enumerate(zip(cells, layouts)):
         if int(chunks[1 + 2 * k]) != cell.index + 1:
             return None
         body = chunks[2 + 2 * k]
-        _, _, magics, whole = spans[k]
-        if whole:
-            if body.strip() != _PLACEHOLDER + "0":
-                return None
-            out.append(cell.text)
+        if body == layout.text:
+            out.append(cell.text)  # unchanged: every byte of it, line ends included
             continue
-        found = [int(m.group(2)) for m in _RESTORE.finditer(body)]
-        if sorted(found) != list(range(len(magics))):
+        old_head = layout.text.split("\n")[:layout.head]
+        lines = body.split("\n")
+        if lines[:layout.head] != old_head:
             return None
-
-        def put_back(match: re.Match, magics: list[str] = magics) -> str:
-            original = magics[int(match.group(2))]
-            return match.group(1) + original.lstrip(" \t")
-
-        body = _RESTORE.sub(put_back, body)
-        if not cell.text.endswith("\n") and body.endswith("\n"):
-            body = body[:-1]
-        out.append(body)
+        # Opener lines are the analysis's only: drop them (they are all in the head).
+        kept = [t for t, w in zip(old_head, layout.where) if w is not None]
+        restored = _put_back("\n".join(kept + lines[layout.head:]), layout)
+        if restored is None:
+            return None
+        if not cell.text.endswith("\n") and restored.endswith("\n"):
+            restored = restored[:-1]
+        out.append(restored)
     return out
 
 
@@ -210,25 +273,25 @@ def transform_notebook(source: bytes, path: str, config: Config) -> SourceResult
         return SourceResult(path, source, source, error=SourceError(path, f"cannot read the notebook: {exc}"))
     if not cells:
         return SourceResult(path, source, source)
-    module, spans = _module(cells)
+    module, layouts = _module(cells)
     result = transform_source(module.encode("utf-8"), path, config)
     findings = []
     for finding in result.findings:
         if finding.path != path:
             findings.append(finding)
             continue
-        cell, line = _locate(spans, finding.line)
-        end_line = _locate(spans, finding.end_line)[1] if finding.end_line else 0
+        cell, line = _locate(layouts, finding.line)
+        end_line = _locate(layouts, finding.end_line)[1] if finding.end_line else 0
         findings.append(replace(finding, line=line, end_line=end_line, cell=cell))
     if result.error is not None:
         error = result.error
         if error.line:
-            cell, line = _locate(spans, error.line)
+            cell, line = _locate(layouts, error.line)
             error = SourceError(path, f"cell {cell}:{line}:{error.col}: {error.message}")
         return SourceResult(path, source, source, findings, error, result.skipped)
     if result.output == result.source:
         return SourceResult(path, source, source, findings, skipped=result.skipped)
-    new_sources = _split(result.output.decode("utf-8"), cells, spans)
+    new_sources = _split(result.output.decode("utf-8"), cells, layouts)
     if new_sources is None:
         error = SourceError(path, "the rewrite would move statements across cells; notebook left unchanged "
                             "(fix it by hand, or move the code into one cell)")
