@@ -3,8 +3,12 @@
 - The code cells, in order, make one module (a trainer built in cell 3 and saved from in cell 7
   is seen); each starts with a marker comment so that the rewritten module can be cut back into
   the cells it came from.
-- IPython lines (`%pip ...`, `!nvidia-smi`, `x = !ls`, `?`) become `pass` at their indentation
-  for the analysis, and are put back as they were; a cell magic (`%%bash`) cell is left out.
+- What IPython would not run as Python (lora_codemod/ipython.py: `!nvidia-smi` and its
+  backslash-continued lines, `%pip ...`, `x = !ls`, `obj?`, a `%%bash` cell, a `%%time` line)
+  becomes as many `pass` lines at the indentation of its first line, for the analysis, and is
+  put back as it was (re-indented with its block); a `%%time`/`%%capture` body is analysed.
+- A cell whose lines share an indentation (IPython removes it) is analysed after an
+  `if True:` line of the analysis's own, so no column moves; the line is dropped again.
 - Only the `source` values of changed cells are rewritten in the file's text, in the layout
   they had (a list of lines, its indentation, the file's ASCII escaping): every other byte of
   the notebook (outputs, metadata, indentation) is kept.
