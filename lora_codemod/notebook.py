@@ -135,6 +135,7 @@ def _module(cells: list[_Cell]) -> tuple[str, list[_Layout]]:
     for cell in cells:
         lines = cell.text.splitlines()
         syntax = cell_syntax(lines)
+        _future_imports(lines, syntax)
         code = list(lines)
         for n, special in enumerate(syntax.specials):
             top = special.kind in ("cell magic", "prompts")  # the cell's own level: column 0
@@ -161,6 +162,19 @@ def _module(cells: list[_Cell]) -> tuple[str, list[_Layout]]:
     return "".join(parts), layouts
 
 
+_FUTURE = re.compile(r"from[ \t]+__future__[ \t]+import[ \t]+[\w, \t]+(#.*)?$")
+
+
+def _future_imports(lines: list[str], syntax) -> None:
+    """`from __future__ import ...` lines, kept out of the module like IPython lines: IPython
+    compiles each cell alone, so a later cell may start with one, and in the one module it
+    would not compile."""
+    taken = {k for s in syntax.specials for k in range(s.first, s.last + 1)}
+    found = [Special(k, k, "future") for k, text in enumerate(lines) if k not in taken and _FUTURE.match(text)]
+    if found:
+        syntax.specials = sorted(syntax.specials + found, key=lambda s: s.first)
+
+
 def _locate(layouts: list[_Layout], line: int) -> tuple[int, int]:
     """Module line -> (1-based cell number, 1-based line in the cell)."""
     for layout in reversed(layouts):
@@ -171,6 +185,35 @@ def _locate(layouts: list[_Layout], line: int) -> tuple[int, int]:
             following = [w for w in layout.where[offset:] if w is not None]  # an opener: the next line
             return layout.index + 1, (following[0] if following else len(layout.lines) - 1) + 1
     return layouts[0].index + 1, 1
+
+
+def _cell_error(path: str, layouts: list[_Layout]) -> SourceError | None:
+    """The first cell that does not parse on its own, with the position in it. IPython compiles
+    each cell alone, so the error is always some cell's; in the one module, an incomplete cell
+    would be reported at the next cell's first line, and Python's message would count the
+    module's lines ("expected an indented block after 'if' statement on line 7")."""
+    import ast
+
+    import libcst as cst
+
+    for layout in layouts:
+        try:
+            compile(layout.text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+            message, line, col = None, 0, 0
+        except SyntaxError as exc:
+            message, line, col = exc.msg, exc.lineno or 1, exc.offset or 1
+        except ValueError:
+            message, line, col = None, 0, 0
+        if message is None:
+            try:
+                cst.parse_module(layout.text)
+                continue
+            except cst.ParserSyntaxError as exc:  # syntax newer than libcst knows
+                message, line, col = exc.message, exc.raw_line, exc.raw_column + 1
+        first = replace(layout, first=1)
+        message = re.sub(r"\bline (\d+)\b", lambda m: f"line {_locate([first], int(m.group(1)))[1]}", message)
+        return SourceError(path, f"cell {layout.index + 1}:{_locate([first], line)[1]}:{col}: cannot parse: {message}")
+    return None
 
 
 def _put_back(body: str, layout: _Layout) -> str | None:
@@ -290,8 +333,8 @@ def transform_notebook(source: bytes, path: str, config: Config) -> SourceResult
     if result.error is not None:
         error = result.error
         if error.line:
-            cell, line = _locate(layouts, error.line)
-            error = SourceError(path, f"cell {cell}:{line}:{error.col}: {error.message}")
+            error = _cell_error(path, layouts) or SourceError(
+                path, "cell {}:{}:{}: {}".format(*_locate(layouts, error.line), error.col, error.message))
         return SourceResult(path, source, source, findings, error, result.skipped)
     if result.output == result.source:
         return SourceResult(path, source, source, findings, skipped=result.skipped)
