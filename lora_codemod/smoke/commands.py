@@ -29,21 +29,40 @@ def _require_smoke_extra() -> None:
         _fail_usage(f"the smoke extra is not installed (missing {', '.join(missing)}): {INSTALL_HINT}")
 
 
-def _check_python(python: str) -> str:
-    """--python must name an interpreter that has torch (the script's own libraries are its business)."""
+PYTHON_PROBE = """
+import importlib.util, json, sys
+facts = {"new_enough": sys.version_info[:2] >= (3, 8), "torch": importlib.util.find_spec("torch") is not None,
+         "cuda": False, "count": 0}
+if facts["torch"] and sys.argv[1] != "cpu":
+    import torch
+    facts["cuda"] = bool(torch.cuda.is_available())
+    facts["count"] = int(torch.cuda.device_count()) if facts["cuda"] else 0
+print(json.dumps(facts))
+"""
+
+
+def _check_python(python: str, device: str) -> tuple[str, dict]:
+    """--python must name an interpreter that has torch (the script's own libraries are its business).
+
+    Its CUDA facts come from there too: that torch, not ours, will run the script.
+    """
     import shutil
     import subprocess
 
     found = shutil.which(python) or (python if Path(python).is_file() else None)
     if found is None:
         _fail_usage(f"--python {python}: no such interpreter")
-    probe = subprocess.run(
-        [found, "-c", "import sys, torch; print(sys.version_info[:2] >= (3, 8))"], capture_output=True, text=True
-    )
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["it did not run"])[-1]
+    probe = subprocess.run([found, "-c", PYTHON_PROBE, device], capture_output=True, text=True)
+    facts = None
+    if probe.returncode == 0:
+        try:
+            facts = json.loads(probe.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            facts = None
+    if facts is None or not facts.get("torch"):
+        last = (probe.stderr.strip().splitlines() or ["No module named 'torch'" if facts else "it did not run"])[-1]
         _fail_usage(f"--python {python}: cannot import torch there ({last})")
-    return str(Path(found).absolute())
+    return str(Path(found).absolute()), facts
 
 
 class _stdout_to_stderr:
@@ -230,17 +249,22 @@ def smoke(
         _fail_usage(f"--like {like}: no config.json there")
     if like is not None and no_standins:
         _fail_usage("--like and --no-standins exclude each other")
+    python_facts = None
     if python is not None:
-        python = _check_python(python)
+        python, python_facts = _check_python(python, device)
 
     from rich.console import Console
 
-    from lora_codemod.smoke.device import LaunchError, plan_for_this_machine
+    from lora_codemod.smoke.device import LaunchError, plan_for_this_machine, plan_launch
     from lora_codemod.smoke.report import QuietStatus, TerminalStatus, render_session
     from lora_codemod.smoke.runner import SmokeRequest, SmokeUsageError, run_smoke
 
     try:
-        plan = plan_for_this_machine(device, nproc)
+        if python_facts is not None and device != "cpu":
+            plan = plan_launch(device, nproc, python_facts["cuda"], python_facts["count"],
+                               os.environ.get("CUDA_VISIBLE_DEVICES"))
+        else:
+            plan = plan_for_this_machine(device, nproc)
     except LaunchError as exc:
         _fail_usage(str(exc))
 

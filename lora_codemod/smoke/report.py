@@ -129,7 +129,8 @@ def render_run(console: Console, run: SmokeRun) -> None:
     facts.add_row("exit code", "timeout" if run.timed_out else str(run.exit_code))
     facts.add_row("adapter dir", f"{_shown_dir(run.adapter_dir, run)} ({_adapter_source(run)})")
     for override in run.backend_overrides:
-        facts.add_row("backend", f"rank {override['rank']} asked for {override['requested']}, ran {override['used']} (CPU)")
+        why = "CPU" if run.plan.device == "cpu" else "ranks share GPUs"
+        facts.add_row("backend", f"rank {override['rank']} asked for {override['requested']}, ran {override['used']} ({why})")
     console.print(facts)
     console.print(standins_table(run))
     if run.saves or run.missing_saves:
@@ -160,6 +161,11 @@ STANDIN_LABELS = {
     "config": "config",
     "dataset": "dataset",
     "cpu": "CPU shim",
+    "gpu": "GPU shim",
+    "missing": "not installed",
+    "file": "missing file",
+    "ranks": "ranks",
+    "backend": "backend",
     "steps": "step cap",
     "tracker": "tracker",
     "hub": "hub upload",

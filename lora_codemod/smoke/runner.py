@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import lora_codemod
-from lora_codemod.smoke.child import records
+from lora_codemod.smoke.child import cache, records
 from lora_codemod.smoke.child import verify as verify_mod
 from lora_codemod.smoke.child.bootstrap import CODE_ENV, SCRIPT_ENV
 from lora_codemod.smoke.device import LaunchPlan, launch_command
@@ -123,23 +122,6 @@ def working_directory(mode_dir: Path, user_cwd: Path) -> Path:
     return work
 
 
-def make_tiny_model(directory: Path, python: str | None, pythonpath: str) -> str:
-    """{tiny_model}, written by the interpreter that will read it (--python may be another one)."""
-    # Compared as paths, not resolved: two venvs share one resolved interpreter binary.
-    if not python or os.path.abspath(python) == os.path.abspath(sys.executable):
-        from lora_codemod.smoke.child.tiny_model import write_tiny_model
-
-        return str(write_tiny_model(directory).path)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH", "")) if p)}
-    result = subprocess.run(
-        [python, "-m", "lora_codemod.smoke.child.tiny_model", str(directory)], env=env, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SmokeUsageError(f"--python {python}: could not make the tiny model there: {last}")
-    return str(directory)
-
-
 @dataclass
 class SmokeRequest:
     script: Path
@@ -188,26 +170,29 @@ def run_smoke(request: SmokeRequest, sink: StatusSink) -> SmokeSession:
     source = script.read_bytes()
     # The fix runs before anything slow: a script the rewrite cannot parse stops here.
     fixed: tuple[bytes, FixSummary] | None = None
+    started = time.perf_counter()
     if "patched" in request.modes:
         fixed = apply_fix(request.script, source, request.unsafe_fixes)  # findings name the script as the user did
+    fix_seconds = time.perf_counter() - started
 
     run_dir = Path(tempfile.mkdtemp(prefix="lora-codemod-smoke-"))
+    # {tiny_model}: the child copies it there from the environment's cache (made on first use),
+    # with the child's own transformers: --python may be another environment.
     tiny_model = None
+    if needs_tiny_model(*request.script_args, request.adapter_dir_template, request.base_model_template):
+        tiny_model = str(run_dir / "tiny_model")
     runs = []
     try:
         pythonpath = bootstrap_path(run_dir)
-        if needs_tiny_model(*request.script_args, request.adapter_dir_template, request.base_model_template):
-            sink.start("making the tiny model")
-            try:
-                tiny_model = make_tiny_model(run_dir / "tiny_model", request.python, pythonpath)
-            finally:
-                sink.stop()
         for mode in request.modes:
             if mode == "patched":
                 code, fix = fixed
             else:
                 code, fix = source, FixSummary(applied=False)
-            runs.append(_run_mode(request, script, mode, code, fix, run_dir, tiny_model, pythonpath, sink))
+            run = _run_mode(request, script, mode, code, fix, run_dir, tiny_model, pythonpath, sink)
+            if mode == "patched":
+                run.timings["fix"] = round(fix_seconds, 3)
+            runs.append(run)
     finally:
         if not request.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -237,12 +222,20 @@ def _run_mode(
     values = {OUTPUT_DIR: str(output_dir), TINY_MODEL: tiny_model or ""}
     script_args = [substitute(a, values) for a in request.script_args]
     plan = request.plan
+    base_model = substitute(request.base_model_template, values) if request.base_model_template else None
+    adapter_dir_asked = (os.path.normpath(os.path.join(str(work), substitute(request.adapter_dir_template, values)))
+                         if request.adapter_dir_template else None)
     settings = {
         "standins": request.standins,
         "like": os.path.abspath(request.like) if request.like else None,
         "cpu": plan.device == "cpu",
         "max_steps": request.max_steps,
         "cache": str(mode_dir / "standins"),
+        "cache_root": str(cache.default_root()),
+        "tiny_model": tiny_model,
+        # The child verifies where torch is loaded already; the parent reads the result.
+        "verify": {"adapter_dir": adapter_dir_asked, "default_dir": str(output_dir), "base_model": base_model},
+        "share_gpus": {"visible": list(plan.shared_gpus)} if plan.shared_gpus else None,
     }
     command = launch_command(plan, script_args, request.python)
     env = child_environment(plan, str(code_path), str(script), str(events_dir), settings, pythonpath)
@@ -256,8 +249,8 @@ def _run_mode(
 
     events = records.read_events(str(events_dir))
     saves = records.collect_saves(events)
-    if request.adapter_dir_template:
-        adapter_dir = os.path.join(str(work), substitute(request.adapter_dir_template, values))
+    if adapter_dir_asked:
+        adapter_dir = adapter_dir_asked
         adapter_source = "--adapter-dir"
     else:
         found = records.last_lora_save_dir(saves)
@@ -284,19 +277,30 @@ def _run_mode(
         process_groups=[
             {k: e.get(k) for k in ("rank", "backend", "world_size")} for e in events if e.get("kind") == "process_group"
         ],
-        standins=records.collect_standins(events, tiny_model=bool(tiny_model and any(TINY_MODEL in a for a in request.script_args))),
+        standins=_plan_standins(plan) + records.collect_standins(events),
         training=records.collect_training(events),
         work_dir=str(work),
         missing_saves=records.collect_missing_saves(events),
     )
     if run.exception is not None:
         run.exception = {k: run.exception.get(k) for k in ("type", "message", "where", "rank")}
+    run.timings.update(records.collect_timings(events))
+    run.timings["child"] = round(outcome.wall_seconds, 3)
     if not run.crashed:
-        base_model = substitute(request.base_model_template, values) if request.base_model_template else None
-        sink.start("verifying the adapter")
-        try:
-            run.verify = verify_mod.verify_adapter_dir(run.adapter_dir, base_model=base_model)
-        finally:
-            sink.stop()
+        run.verify = records.child_verify(events, run.adapter_dir, base_model)
+        if run.verify is None:  # the child could not verify it (or chose another directory): here
+            sink.start("verifying the adapter")
+            started = time.perf_counter()
+            try:
+                run.verify = verify_mod.verify_adapter_dir(run.adapter_dir, base_model=base_model)
+            finally:
+                sink.stop()
+            run.timings["verify (parent)"] = round(time.perf_counter() - started, 3)
         run.run_checks = run_checks(run)
     return run
+
+
+def _plan_standins(plan: LaunchPlan) -> list[dict]:
+    if not plan.shared_gpus:
+        return []
+    return [{"what": "ranks", "detail": plan.sharing(), "ranks": list(range(plan.nproc))}]

@@ -55,6 +55,8 @@ class SmokeRun:
     work_dir: str = ""
     # `save_pretrained` looked up on a plain nn.Module, where it does not exist: {rank, class, error, where}
     missing_saves: list[dict] = field(default_factory=list)
+    # Seconds outside the script's own work: fix, child (its whole wall time), tiny model, verify.
+    timings: dict = field(default_factory=dict)
 
     @property
     def crashed(self) -> bool:
@@ -129,6 +131,7 @@ class SmokeRun:
             "training": self.training,
             "saves": [s.as_dict() for s in self.saves],
             "missing_saves": self.missing_saves,
+            "timings": self.timings,
             "adapter_writers": self.adapter_writers(),
             "checks": [c.as_dict() for c in self.all_checks()],
             "verify": self.verify.as_dict() if self.verify else None,

@@ -35,6 +35,21 @@ def offline_hub():
         os.environ["HF_HUB_OFFLINE"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def environment_cache(tmp_path_factory):
+    """The tiny-model and stand-in cache of these runs: a temporary directory, never the user's."""
+    from lora_codemod.smoke.child.cache import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    root = tmp_path_factory.mktemp("lora-codemod-cache")
+    os.environ[CACHE_ENV] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from lora_codemod.smoke.child.tiny_model import write_tiny_model

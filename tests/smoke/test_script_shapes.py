@@ -53,7 +53,7 @@ def test_flash_attn_import_stand_in_imports_but_never_runs(tmp_path):
     ]
 
 
-def test_flash_attn_stand_in_only_on_cpu_runs(monkeypatch):
+def test_flash_attn_stand_in_follows_what_is_installed_not_the_device(monkeypatch):
     import sys
 
     from lora_codemod.smoke.child import shims
@@ -63,14 +63,49 @@ def test_flash_attn_stand_in_only_on_cpu_runs(monkeypatch):
             raise AssertionError("nothing is imported here")
 
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
-    monkeypatch.setattr(shims, "SETTINGS", {"cpu": False})
-    shims.install_flash_attn_import(Log())
-    assert not any(isinstance(f, shims.FlashAttnImport) for f in sys.meta_path)
-    monkeypatch.setattr(shims, "SETTINGS", {"cpu": True})
+    monkeypatch.setattr(shims, "_installed", {"flash_attn": True})
+    for cpu in (True, False):  # installed: the real one loads, on a GPU and on the CPU
+        monkeypatch.setattr(shims, "SETTINGS", {"cpu": cpu})
+        shims.install_flash_attn_import(Log())
+        assert not any(isinstance(f, shims.FlashAttnImport) for f in sys.meta_path)
+    monkeypatch.setattr(shims, "_installed", {"flash_attn": False})
+    monkeypatch.setattr(shims, "SETTINGS", {"cpu": False})  # a GPU run without flash-attn: the stand-in too
     shims.install_flash_attn_import(Log())
     shims.install_flash_attn_import(Log())
     assert sum(isinstance(f, shims.FlashAttnImport) for f in sys.meta_path) == 1
     assert isinstance(sys.meta_path[-1], shims.FlashAttnImport)  # last: an installed flash-attn wins
+
+
+LIBRARY_PROBE = """
+import glob
+def recorded():
+    return [json.loads(line)["detail"] for path in glob.glob(os.environ["EVENTS"] + "/*.jsonl")
+            for line in open(path) if '"standin"' in line]
+INSTALL()
+import importlib.util
+import transformers
+from transformers.utils import import_utils
+# transformers' own probe (it imports a package found without metadata) and torch inductor's.
+report("probes", [import_utils._is_package_available("flash_attn", return_version=True)[0],
+                  import_utils.is_flash_attn_2_available(), "flash_attn" in sys.modules])
+from torch._inductor.kernel.flex import flex_flash_attention
+report("inductor", flex_flash_attention.ensure_flash_available())
+from transformers import AutoModelForCausalLM, Trainer
+import peft
+report("after_libraries", recorded())
+report("script_finds_it", importlib.util.find_spec("flash_attn") is not None)
+import flash_attn
+report("after_script_import", recorded())
+"""
+
+
+def test_flash_attn_stand_in_is_listed_when_the_script_imports_it_not_a_library_probe(tmp_path):
+    results, _ = run_snippet(LIBRARY_PROBE, tmp_path)
+    assert results["probes"] == [False, False, False]  # to the libraries it is not installed
+    assert results["inductor"] is False
+    assert results["after_libraries"] == []
+    assert results["script_finds_it"] is True
+    assert [d.split(" (")[0] for d in results["after_script_import"]] == ["import flash_attn -> an import stand-in"]
 
 
 def test_byte_level_bpe_files_cover_any_text_within_the_vocabulary(tmp_path):

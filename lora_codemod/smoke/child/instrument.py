@@ -21,9 +21,12 @@ import threading
 import time
 import traceback
 
+from lora_codemod.smoke.child.shims import FORCE_BACKEND_ENV  # noqa: F401 (the parent sets it)
+
 EVENTS_ENV = "LORA_CODEMOD_SMOKE_EVENTS"
-FORCE_BACKEND_ENV = "LORA_CODEMOD_SMOKE_FORCE_BACKEND"
-SETTINGS_ENV = "LORA_CODEMOD_SMOKE_SETTINGS"  # JSON: stand-ins, like, cpu, max_steps, cache
+# JSON: standins, like, cpu, max_steps, cache (this run's stand-in dirs), cache_root (the
+# environment's cache), tiny_model (where {tiny_model} goes), verify, share_gpus.
+SETTINGS_ENV = "LORA_CODEMOD_SMOKE_SETTINGS"
 
 
 def process_rank() -> int:
@@ -39,6 +42,7 @@ class EventLog:
 
     def __init__(self, directory: str | None):
         self.rank = process_rank()
+        self.directory = directory
         self._lock = threading.Lock()
         self._file = None
         self._standins: set = set()
@@ -72,6 +76,19 @@ class EventLog:
 class _SaveStack(threading.local):
     def __init__(self) -> None:
         self.active: list[dict] = []
+        self.unrecorded = 0  # > 0: saves made by lora-codemod itself (a stand-in's weights), not the script's
+
+
+class unrecorded:
+    """Saves inside this block are lora-codemod's own: they are not recorded as the script's."""
+
+    def __enter__(self):
+        _stack.unrecorded += 1
+        return self
+
+    def __exit__(self, *exc):
+        _stack.unrecorded -= 1
+        return False
 
 
 _ids = itertools.count(1)
@@ -112,6 +129,8 @@ def _recorded(log: EventLog, api: str, describe):
     def decorate(original):
         @functools.wraps(original)
         def wrapper(self, *args, **kwargs):
+            if _stack.unrecorded:
+                return original(self, *args, **kwargs)
             fields = describe(original, self, args, kwargs)
             parent = _stack.active[-1] if _stack.active else None
             event = {"id": f"{log.rank}-{os.getpid()}-{next(_ids)}", "api": api, **fields}
@@ -272,6 +291,7 @@ def _patch_torch(log: EventLog, module) -> None:
     from lora_codemod.smoke.child import shims
 
     shims.patch_torch_cpu(log, module)
+    shims.patch_torch_shared(log, module)
     forced = os.environ.get(FORCE_BACKEND_ENV) or None
     distributed = getattr(module, "distributed", None)
     if distributed is None or not hasattr(distributed, "init_process_group"):

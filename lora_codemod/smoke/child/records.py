@@ -133,11 +133,9 @@ def collect_missing_saves(events: list[dict]) -> list[dict]:
     ]
 
 
-def collect_standins(events: list[dict], tiny_model: bool = False) -> list[dict]:
+def collect_standins(events: list[dict]) -> list[dict]:
     """Every substitution, once, with the ranks that made it (`what` groups them in the report)."""
     found: dict[tuple[str, str], set[int]] = {}
-    if tiny_model:
-        found[("model", "{tiny_model} -> a tiny Llama (random weights) and the tiny tokenizer, made for this run")] = {0}
     for event in events:
         if event.get("kind") == "standin":
             found.setdefault((str(event.get("what")), str(event.get("detail"))), set()).add(int(event.get("rank", 0)))
@@ -151,3 +149,27 @@ def collect_training(events: list[dict]) -> list[dict]:
         for e in events
         if e.get("kind") == "trained"
     ]
+
+
+def collect_timings(events: list[dict]) -> dict:
+    """Seconds the child spent outside the script (rank 0's, else the slowest rank's): the tiny
+    model, verifying the adapter."""
+    timings: dict[str, float] = {}
+    for event in events:
+        if event.get("kind") == "timing" and isinstance(event.get("seconds"), (int, float)):
+            key = str(event.get("what"))
+            if event.get("rank") == 0 or key not in timings:
+                timings[key] = float(event["seconds"])
+    return timings
+
+
+def child_verify(events: list[dict], adapter_dir: str, base_model: str | None):
+    """The child's verification of `adapter_dir` (with the same base model), or None."""
+    from lora_codemod.smoke.child.verify import VerifyResult
+
+    for event in reversed(events):
+        if event.get("kind") != "verify" or event.get("base_model") != base_model:
+            continue
+        if _same_path_key(str(event.get("dir") or "")) == _same_path_key(adapter_dir):
+            return VerifyResult.from_dict(event["result"])
+    return None

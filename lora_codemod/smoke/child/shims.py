@@ -1,8 +1,12 @@
-"""Shims installed in the child: CPU fallbacks, the step cap, no trackers, no hub uploads, training records.
+"""Shims installed in the child: fallbacks for what cannot run here, the step cap, no trackers, no
+hub uploads, training records.
 
 Every shim that changes what the script asked for records a `standin` event (once per kind of
-change), so the report is honest about what ran. The CPU shims are installed only for
-`--device cpu`; the step cap, tracker and upload shims always.
+change), so the report is honest about what ran. What a run can use follows what is installed
+and the device, not the device alone: flash-attn, bitsandbytes and DeepSpeed run for real when
+installed and a GPU is used; when one is missing, the same stand-in as on the CPU is used (listed
+as "not installed"). CPU placement shims are installed only for `--device cpu`, the GPU-sharing
+shims only when ranks share GPUs; the step cap, tracker and upload shims always.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import math
+import os
 import sys
 import types
+
+FORCE_BACKEND_ENV = "LORA_CODEMOD_SMOKE_FORCE_BACKEND"  # the backend every rank must use (instrument forces it)
 
 SETTINGS: dict = {}
 _HALF = ("bfloat16", "float16", "half", "bf16", "fp16")
@@ -21,6 +28,61 @@ _HALF = ("bfloat16", "float16", "half", "bf16", "fp16")
 
 def cpu() -> bool:
     return bool(SETTINGS.get("cpu"))
+
+
+def sharing_gpus() -> bool:
+    """More ranks than GPUs: each rank sees one GPU (the bootstrap set CUDA_VISIBLE_DEVICES)."""
+    return bool(SETTINGS.get("share_gpus")) and not cpu()
+
+
+_installed: dict[str, bool] = {}
+
+
+def installed(module: str) -> bool:
+    """Whether a package can be imported here (found, not imported; the flash-attn stand-in does not count)."""
+    if module not in _installed:
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            _installed[module] = not isinstance(loaded, _StandInModule)
+        else:
+            stand_ins = [f for f in sys.meta_path if isinstance(f, FlashAttnImport)]
+            for finder in stand_ins:
+                sys.meta_path.remove(finder)
+            try:
+                _installed[module] = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                _installed[module] = False
+            finally:
+                sys.meta_path.extend(stand_ins)
+    return _installed[module]
+
+
+# What each optional package is called in the report, by its import name.
+PACKAGES = {"flash_attn": "flash-attn", "bitsandbytes": "bitsandbytes", "deepspeed": "DeepSpeed"}
+
+
+def unavailable(module: str) -> tuple[str, str] | None:
+    """Why the real `module` cannot be used in this run, as (stand-in kind, reason), or None: use it."""
+    name = PACKAGES.get(module, module)
+    if not installed(module):
+        return "missing", f"{name} is not installed"
+    if cpu():
+        return "cpu", f"{name} needs a GPU"
+    return None
+
+
+def gpu_supports(feature: str) -> bool:
+    """bf16 or tf32 on the GPU this rank uses (always True when nothing can be asked)."""
+    try:
+        import torch
+
+        if feature == "bf16":
+            return bool(torch.cuda.is_bf16_supported())
+        if feature == "tf32":
+            return torch.cuda.get_device_capability() >= (8, 0)
+    except Exception:
+        return True
+    return True
 
 
 def _is_cuda(value) -> bool:
@@ -39,35 +101,156 @@ def _dtype_name(value) -> str:
 # ---------------------------------------------------------------- from_pretrained keywords
 
 
+def _quantized(kwargs: dict) -> bool:
+    config = kwargs.get("quantization_config")
+    if kwargs.get("load_in_4bit") or kwargs.get("load_in_8bit"):
+        return True
+    if config is None:
+        return False
+    method = getattr(config, "quant_method", None) or (config.get("quant_method") if isinstance(config, dict) else None)
+    # bitsandbytes configs only: other methods (GPTQ, AWQ, ...) are left to the libraries to refuse.
+    return "bitsandbytes" in str(getattr(method, "value", method) or "bitsandbytes").lower()
+
+
 def loader_kwargs(log, settings: dict, kwargs: dict) -> dict:
-    """The keywords a model load really gets: CPU runs drop quantization, device maps, flash attention."""
-    if not cpu():
-        return kwargs
+    """The keywords a model load really gets: quantization and flash attention only where their
+    packages are installed and a GPU is used; on the CPU no device map and no half precision."""
     kwargs = dict(kwargs)
-    quantization = [k for k in ("quantization_config", "load_in_4bit", "load_in_8bit") if kwargs.get(k)]
-    if quantization:
-        for key in quantization:
+    if _quantized(kwargs):
+        why = unavailable("bitsandbytes")
+        if why:
+            for key in ("quantization_config", "load_in_4bit", "load_in_8bit"):
+                kwargs.pop(key, None)
+            log.standin(why[0], f"4-bit/8-bit quantization dropped ({why[1]}): full-precision weights")
+    if cpu():
+        for key in ("quantization_config", "load_in_4bit", "load_in_8bit"):
             kwargs.pop(key, None)
-        log.standin("cpu", "4-bit/8-bit quantization dropped (bitsandbytes needs a GPU): full-precision weights")
-    for key in ("quantization_config", "load_in_4bit", "load_in_8bit"):
-        kwargs.pop(key, None)
-    device_map = kwargs.pop("device_map", None)
-    if device_map not in (None, "cpu", {"": "cpu"}):
-        log.standin("cpu", f"device_map={device_map!r} -> CPU")
     attention = kwargs.get("attn_implementation")
-    if isinstance(attention, str) and "flash" in attention:
-        kwargs.pop("attn_implementation")
-        log.standin("cpu", f"attn_implementation={attention!r} -> the default attention")
-    if kwargs.pop("use_flash_attention_2", None):
-        log.standin("cpu", "use_flash_attention_2=True -> the default attention")
+    flash = (isinstance(attention, str) and "flash" in attention) or bool(kwargs.get("use_flash_attention_2"))
+    why = unavailable("flash_attn") if flash else None
+    if why:
+        shown = f"attn_implementation={attention!r}" if "attn_implementation" in kwargs else "use_flash_attention_2=True"
+        kwargs.pop("attn_implementation", None)
+        kwargs.pop("use_flash_attention_2", None)
+        log.standin(why[0], f"{shown} -> the default attention ({why[1]})")
+    if cpu():
+        device_map = kwargs.pop("device_map", None)
+        if device_map not in (None, "cpu", {"": "cpu"}):
+            log.standin("cpu", f"device_map={device_map!r} -> CPU")
+        for key in ("torch_dtype", "dtype"):
+            value = kwargs.get(key)
+            if value is not None and _dtype_name(value) in _HALF:
+                import torch
+
+                kwargs[key] = torch.float32
+                log.standin("cpu", f"{key}={_dtype_name(value)} -> float32")
+        return kwargs
+    if sharing_gpus() and "device_map" in kwargs:
+        kwargs["device_map"] = shared_device_map(log, kwargs["device_map"])
     for key in ("torch_dtype", "dtype"):
         value = kwargs.get(key)
-        if value is not None and _dtype_name(value) in _HALF:
+        if value is not None and _dtype_name(value) in ("bfloat16", "bf16") and not gpu_supports("bf16"):
             import torch
 
-            kwargs[key] = torch.float32
-            log.standin("cpu", f"{key}={_dtype_name(value)} -> float32")
+            kwargs[key] = torch.float16
+            log.standin("gpu", f"{key}=bfloat16 -> float16 (this GPU has no bf16)")
     return kwargs
+
+
+# ---------------------------------------------------------------- ranks sharing GPUs
+
+
+def shared_index(log, index: int) -> int:
+    """A GPU index as a script computes it from LOCAL_RANK, on a rank that sees fewer GPUs."""
+    import torch
+
+    count = max(int(torch.cuda.device_count()), 1)
+    mapped = index % count
+    if mapped != index:
+        log.standin("gpu", f"cuda:{index} -> cuda:{mapped} (ranks share the GPUs)")
+    return mapped
+
+
+def shared_device(log, value):
+    """`value` (an index, "cuda:N", a torch.device) with its GPU index mapped onto this rank's GPU."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return shared_index(log, value)
+    if isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit():
+        return f"cuda:{shared_index(log, int(value[5:]))}"
+    if _is_cuda(value) and getattr(value, "index", None) is not None:
+        import torch
+
+        return torch.device("cuda", shared_index(log, value.index))
+    return value
+
+
+def shared_device_map(log, device_map):
+    if isinstance(device_map, dict):
+        return {k: shared_device(log, v) for k, v in device_map.items()}
+    return shared_device(log, device_map)
+
+
+def patch_torch_shared(log, torch) -> None:
+    """Indexes from LOCAL_RANK (`.to(f"cuda:{rank}")`, `set_device(rank)`, DDP's `device_ids`)
+    point past the one GPU a sharing rank sees: map them onto it."""
+    if not sharing_gpus() or getattr(torch.nn.Module.to, "__lora_codemod_instrumented__", False):
+        return
+    module_to, tensor_to = torch.nn.Module.to, torch.Tensor.to
+    module_cuda, tensor_cuda = torch.nn.Module.cuda, torch.Tensor.cuda
+    set_device = torch.cuda.set_device
+
+    def _args(args, kwargs):
+        if args:
+            args = (shared_device(log, args[0]), *args[1:])
+        if "device" in kwargs:
+            kwargs = {**kwargs, "device": shared_device(log, kwargs["device"])}
+        return args, kwargs
+
+    @functools.wraps(module_to)
+    def to_module(self, *args, **kwargs):
+        args, kwargs = _args(args, kwargs)
+        return module_to(self, *args, **kwargs)
+
+    @functools.wraps(tensor_to)
+    def to_tensor(self, *args, **kwargs):
+        if args or "device" in kwargs:
+            args, kwargs = _args(args, kwargs)
+        return tensor_to(self, *args, **kwargs)
+
+    @functools.wraps(module_cuda)
+    def cuda_module(self, device=None):
+        return module_cuda(self, shared_device(log, device) if device is not None else None)
+
+    @functools.wraps(tensor_cuda)
+    def cuda_tensor(self, *args, **kwargs):
+        args, kwargs = _args(args, kwargs)
+        return tensor_cuda(self, *args, **kwargs)
+
+    @functools.wraps(set_device)
+    def shared_set_device(device):
+        return set_device(shared_device(log, device))
+
+    for function in (to_module, to_tensor, cuda_module, cuda_tensor, shared_set_device):
+        function.__lora_codemod_instrumented__ = True
+    torch.nn.Module.to, torch.Tensor.to = to_module, to_tensor
+    torch.nn.Module.cuda, torch.Tensor.cuda = cuda_module, cuda_tensor
+    torch.cuda.set_device = shared_set_device
+
+    ddp = torch.nn.parallel.DistributedDataParallel
+    original_init = ddp.__init__
+
+    @functools.wraps(original_init)
+    def ddp_init(self, module, device_ids=None, output_device=None, *args, **kwargs):
+        if device_ids is not None:
+            device_ids = [shared_device(log, d) for d in device_ids]
+        if output_device is not None:
+            output_device = shared_device(log, output_device)
+        original_init(self, module, device_ids, output_device, *args, **kwargs)
+
+    ddp_init.__lora_codemod_instrumented__ = True
+    ddp.__init__ = ddp_init
 
 
 def place_on_device(model, device_map) -> None:
@@ -142,22 +325,7 @@ def patch_training_args(log, module) -> None:
 
     @functools.wraps(original)
     def __post_init__(self):
-        if cpu():
-            for flag in ("bf16", "fp16", "bf16_full_eval", "fp16_full_eval"):
-                if getattr(self, flag, False):
-                    setattr(self, flag, False)
-                    log.standin("cpu", f"{flag}=True -> False (no bf16/fp16 mixed precision on this CPU run)")
-            if getattr(self, "tf32", None):
-                self.tf32 = None
-                log.standin("cpu", "tf32=True -> off")
-            optim = str(getattr(self, "optim", "") or "")
-            optim = getattr(getattr(self, "optim", None), "value", optim)
-            if "bnb" in optim or "8bit" in optim or "paged" in optim:
-                log.standin("cpu", f"optim={optim} -> adamw_torch (bitsandbytes needs a GPU)")
-                self.optim = "adamw_torch"
-            if getattr(self, "deepspeed", None):
-                log.standin("cpu", f"deepspeed={self.deepspeed!r} -> off (no DeepSpeed on a CPU run)")
-                self.deepspeed = None
+        training_arguments(log, self)
         trackers = self.report_to
         if trackers not in (None, "none", [], ["none"], ("none",)) and trackers != "all":
             log.standin("tracker", f"report_to={trackers!r} -> none")
@@ -169,6 +337,49 @@ def patch_training_args(log, module) -> None:
 
     __post_init__.__lora_codemod_instrumented__ = True
     arguments.__post_init__ = __post_init__
+
+
+def training_arguments(log, args) -> None:
+    """Mixed precision, tf32, bitsandbytes optimizers, DeepSpeed and the DDP backend, as this run allows."""
+    if cpu():
+        for flag in ("bf16", "fp16", "bf16_full_eval", "fp16_full_eval"):
+            if getattr(args, flag, False):
+                setattr(args, flag, False)
+                log.standin("cpu", f"{flag}=True -> False (no bf16/fp16 mixed precision on this CPU run)")
+        if getattr(args, "tf32", None):
+            args.tf32 = None
+            log.standin("cpu", "tf32=True -> off")
+    else:
+        if not gpu_supports("bf16"):
+            for flag, half in (("bf16", "fp16"), ("bf16_full_eval", "fp16_full_eval")):
+                if getattr(args, flag, False):
+                    setattr(args, flag, False)
+                    setattr(args, half, True)
+                    log.standin("gpu", f"{flag}=True -> {half}=True (this GPU has no bf16)")
+        if getattr(args, "tf32", None) and not gpu_supports("tf32"):
+            args.tf32 = None
+            log.standin("gpu", "tf32=True -> off (this GPU has no TF32: it came with Ampere)")
+    optim = str(getattr(args, "optim", "") or "")
+    optim = getattr(getattr(args, "optim", None), "value", optim)
+    if "bnb" in optim or "8bit" in optim or "paged" in optim:
+        why = unavailable("bitsandbytes")
+        if why:
+            log.standin(why[0], f"optim={optim} -> adamw_torch ({why[1]})")
+            args.optim = "adamw_torch"
+    deepspeed = getattr(args, "deepspeed", None)
+    if deepspeed:
+        why = unavailable("deepspeed")
+        if why is None and isinstance(deepspeed, (str, os.PathLike)) and not os.path.exists(deepspeed):
+            why = ("file", "its config file is not there")
+        if why:
+            log.standin(why[0], f"deepspeed={deepspeed!r} -> off ({why[1]})")
+            args.deepspeed = None
+    forced = os.environ.get(FORCE_BACKEND_ENV) or None
+    if forced and hasattr(args, "ddp_backend"):
+        if args.ddp_backend not in (None, forced):
+            log.standin("backend", f"ddp_backend={args.ddp_backend!r} -> {forced!r}")
+        # accelerate would pick nccl for CUDA ranks (and refuse nccl on the CPU): the run's backend.
+        args.ddp_backend = forced
 
 
 # ---------------------------------------------------------------- uploads
@@ -318,14 +529,38 @@ class _StandInModule(types.ModuleType):
         return value
 
 
+# Libraries that probe for flash-attn as an optional dependency (transformers' is_flash_attn_2_available,
+# torch inductor's flash_attn.cute check): to them it stays "not installed", which is the truth.
+PROBING_LIBRARIES = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "diffusers",
+                     "huggingface_hub", "deepspeed", "bitsandbytes", "safetensors", "tokenizers", "xformers")
+
+
+def _asked_by_a_library() -> bool:
+    """Whether the import being resolved comes from one of PROBING_LIBRARIES (installed, not the
+    script or its own project, an installed one included)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename.replace("\\", "/")
+        if not (filename.startswith("<frozen") or "/importlib/" in filename or filename == __file__):
+            for marker in ("/site-packages/", "/dist-packages/"):
+                if marker in filename:
+                    top = filename.split(marker, 1)[1].split("/", 1)[0]
+                    return top in PROBING_LIBRARIES
+            return False
+        frame = frame.f_back
+    return False
+
+
 class FlashAttnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """`import flash_attn` (and its submodules) on a CPU run where flash-attn is not installed.
+    """`import flash_attn` (and its submodules) where flash-attn is not installed, on any device.
 
     Scripts written for GPUs import it at the top (FastChat's `llama_flash_attn_monkey_patch`,
     `from flash_attn import flash_attn_func`) even when the flag that would use it is off. The
     stand-in makes the import succeed; every name in it fails when called. Placed last on
     `sys.meta_path`, so an installed flash-attn always wins, and package metadata still says it
-    is not installed, so transformers' `is_flash_attn_2_available()` stays False.
+    is not installed, so transformers' `is_flash_attn_2_available()` stays False. The ML
+    libraries themselves are not given it (PROBING_LIBRARIES): their availability probes find
+    nothing, as without smoke, and only the script's use of it is listed under stand-ins.
     """
 
     def __init__(self, log):
@@ -333,6 +568,8 @@ class FlashAttnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, fullname, path, target=None):
         if fullname != FLASH_ATTN and not fullname.startswith(FLASH_ATTN + "."):
+            return None
+        if _asked_by_a_library():
             return None
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
@@ -344,13 +581,14 @@ class FlashAttnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return module
 
     def exec_module(self, module):
-        self.log.standin("cpu", "import flash_attn -> an import stand-in (flash-attn is not installed; "
-                                "calling it fails, the default attention runs)")
+        self.log.standin("missing", "import flash_attn -> an import stand-in (flash-attn is not installed; "
+                                    "calling it fails, the default attention runs)")
 
 
 def install_flash_attn_import(log) -> None:
-    if not cpu() or any(isinstance(f, FlashAttnImport) for f in sys.meta_path):
+    """On any device: a GPU machine without flash-attn is as common as a CPU one."""
+    if any(isinstance(f, FlashAttnImport) for f in sys.meta_path):
         return
-    if FLASH_ATTN in sys.modules or importlib.util.find_spec(FLASH_ATTN) is not None:
-        return  # installed: the real one loads (and the flash-attention shims keep it unused)
+    if installed(FLASH_ATTN):
+        return  # installed: the real one loads (on the CPU the loader shims keep it unused)
     sys.meta_path.append(FlashAttnImport(log))

@@ -58,6 +58,7 @@ class StandIns:
         self.enabled = bool(settings.get("standins", True))
         self.like = settings.get("like") or None
         self.cache = Path(settings.get("cache") or os.path.join(os.getcwd(), ".lora-codemod-standins"))
+        self.cache_root = settings.get("cache_root")  # the environment's cache (None: build each time)
         self._dirs: dict[str, Path] = {}
 
     # ---- directories: config.json + tokenizer (+ processor config) per family
@@ -74,8 +75,15 @@ class StandIns:
                 key = families.guess_model_type(os.fspath(name), set(CONFIG_MAPPING.keys()))
             if key not in self._dirs:
                 directory = self.cache / f"{key}-rank{self.log.rank}-pid{os.getpid()}"
-                config = self.like_config() if self.like else families.family_config(os.fspath(name))
-                families.write_standin_dir(directory, config, self.like)
+                if self.like:  # the user's directory decides what is written: made for this run
+                    families.write_standin_dir(directory, self.like_config(), self.like)
+                else:
+                    from lora_codemod.smoke.child import cache
+
+                    def build(target, name=os.fspath(name)):
+                        families.write_standin_dir(target, families.family_config(name), None)
+
+                    cache.materialise(self.cache_root, f"standin-{key}", build, directory)
                 self._dirs[key] = directory
             return self._dirs[key], key
 
@@ -125,19 +133,38 @@ class StandIns:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = cls.from_config(config) if hasattr(cls, "_model_mapping") else cls(config)
-        dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
-        if isinstance(dtype, torch.dtype):
-            model = model.to(dtype)
-        shims.place_on_device(model, kwargs.get("device_map"))
+        real = real_load_features(kwargs)
+        if real:
+            # 4-bit/8-bit or flash attention for real (installed, on a GPU): the tiny weights go
+            # through from_pretrained with the script's own keywords.
+            model = self._load_for_real(cls, model, kwargs, original)
+        else:
+            dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
+            if isinstance(dtype, torch.dtype):
+                model = model.to(dtype)
+            shims.place_on_device(model, kwargs.get("device_map"))
         model.eval()  # from_pretrained returns a model in eval mode
         params = sum(p.numel() for p in model.parameters())
+        how = f", loaded with {' and '.join(real)}" if real else ""
         self.log.standin(
             "model",
-            f"{os.fspath(name)} -> tiny {type(model).__name__} ({config.model_type}, {params:,} parameters, random weights)",
+            f"{os.fspath(name)} -> tiny {type(model).__name__} ({config.model_type}, {params:,} parameters, "
+            f"random weights{how})",
         )
         if kwargs.get("output_loading_info"):
             return model, {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
         return model
+
+    def _load_for_real(self, cls, model, kwargs: dict, original):
+        from lora_codemod.smoke.child.instrument import unrecorded
+
+        with _lock:
+            self._loads = getattr(self, "_loads", 0) + 1
+            directory = self.cache / f"weights-{self._loads}-rank{self.log.rank}-pid{os.getpid()}"
+        with unrecorded():
+            model.save_pretrained(directory)
+        load = {k: v for k, v in kwargs.items() if k != "config"}
+        return original(cls, str(directory), **load)
 
     # ---- everything read from a directory: tokenizers, processors, configs
 
@@ -151,6 +178,18 @@ class StandIns:
             what = f"{os.fspath(name)} -> tiny {family} stand-in" + (" (ChatML template)" if kind == "tokenizer" else "")
         self.log.standin(kind, what)
         return str(directory)
+
+
+def real_load_features(kwargs: dict) -> list[str]:
+    """What a load asks for that only a real from_pretrained does (the loader shims removed these
+    keywords wherever their package is missing or the run is on the CPU)."""
+    features = []
+    if kwargs.get("quantization_config") is not None or kwargs.get("load_in_4bit") or kwargs.get("load_in_8bit"):
+        features.append("bitsandbytes quantization")
+    attention = kwargs.get("attn_implementation")
+    if (isinstance(attention, str) and "flash" in attention) or kwargs.get("use_flash_attention_2"):
+        features.append(str(attention or "flash_attention_2"))
+    return features
 
 
 def _patch_loader(owner, kind: str, standins: StandIns, settings: dict) -> None:

@@ -77,6 +77,12 @@ class VerifyResult:
     def first_failure(self) -> Check | None:
         return next((c for c in self.checks if c.status == FAIL), None)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "VerifyResult":
+        """The result as `as_dict` wrote it (the child verifies; the parent reads its record)."""
+        checks = [Check(c["name"], c["status"], c.get("detail", ""), c.get("figure", "")) for c in data.get("checks", [])]
+        return cls(str(data["directory"]), checks, data.get("holds", "unknown"), data.get("load_from"))
+
     def as_dict(self) -> dict:
         return {
             "directory": self.directory,
