@@ -166,3 +166,18 @@ def test_usage_errors_exit_2(args, message):
 def test_missing_script_exits_2(tmp_path):
     code, _, stderr = run_cli(commands.smoke, [str(tmp_path / "nope.py")])
     assert code == 2 and "no such file" in stderr
+
+
+def test_the_childs_verification_is_used_only_for_the_directory_and_base_the_parent_chose(tmp_path):
+    from lora_codemod.smoke.child.records import child_verify
+    from lora_codemod.smoke.child.verify import VerifyResult
+
+    adapter = str(tmp_path / "out" / "lora_adapters")
+    result = VerifyResult(adapter)
+    result.add("adapter_config.json", PASS, "parses", "LORA, r=4")
+    events = [{"kind": "verify", "rank": 0, "dir": adapter, "base_model": "/m", "result": result.as_dict()}]
+    found = child_verify(events, adapter + "/", "/m")
+    assert found is not None and found.as_dict() == result.as_dict()
+    assert child_verify(events, str(tmp_path / "out"), "/m") is None  # another directory: the parent verifies
+    assert child_verify(events, adapter, None) is None  # another base model
+    assert child_verify([], adapter, "/m") is None

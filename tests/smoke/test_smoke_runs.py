@@ -158,11 +158,17 @@ def _finding_codes(run: dict) -> list[str]:
     return sorted({f["code"] for f in run["fix"]["findings"] if f["status"] == "fixed"})
 
 
-def test_single_process_fixture_compare(tmp_path, tiny_model):
+def test_single_process_fixture_compare(tmp_path, tiny_model, environment_cache):
     script = copy_fixture("train_single.py", tmp_path)
     before = script.read_bytes()
-    # {tiny_model} here: the run makes its own tiny model.
+    # {tiny_model} here: the run copies the environment's tiny model (made on first use).
     code, unpatched, patched = _compare(script, ["--base-model", "{tiny_model}"], "{tiny_model}")
+    assert [p.name.split("-transformers")[0] for p in environment_cache.iterdir() if p.name.startswith("tiny")] == [
+        "tiny-llama"]
+    assert [s["detail"] for s in patched["standins"] if s["what"] == "model"] == [
+        "{tiny_model} -> a tiny Llama (random weights) and the tiny tokenizer, from this environment's cache"]
+    for run in (unpatched, patched):  # the child verified (with the base model): the parent did not
+        assert "verify" in run["timings"] and "verify (parent)" not in run["timings"], run["timings"]
     assert check(unpatched, "adapter, not full model")["detail"] == FULL_MODEL_MESSAGE
     assert unpatched["status_code"] == 1
     assert _writes(unpatched) == [(0, "LlamaForCausalLM", True)]

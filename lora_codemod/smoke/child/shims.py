@@ -177,9 +177,11 @@ def shared_device(log, value):
         return value
     if isinstance(value, int):
         return shared_index(log, value)
-    if isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit():
-        return f"cuda:{shared_index(log, int(value[5:]))}"
-    if _is_cuda(value) and getattr(value, "index", None) is not None:
+    if isinstance(value, str):
+        if value.startswith("cuda:") and value[5:].isdigit():
+            return f"cuda:{shared_index(log, int(value[5:]))}"
+        return value
+    if _is_cuda(value) and isinstance(getattr(value, "index", None), int):
         import torch
 
         return torch.device("cuda", shared_index(log, value.index))
