@@ -19,37 +19,77 @@ from .test_real_style_fixtures import _explain, _kinds, smoke_cli
 
 FLASH_ATTN = """
 import importlib
+import torch
 report("control", fails(lambda: importlib.import_module("flash_attn.flash_attn_interface")))
 INSTALL()
 from flash_attn.bert_padding import pad_input, unpad_input
-from flash_attn.flash_attn_interface import flash_attn_varlen_qkvpacked_func
+from flash_attn.flash_attn_interface import flash_attn_func, flash_attn_varlen_qkvpacked_func
 from flash_attn.modules.mha import MHA
 import flash_attn
 
 class Patched(MHA):  # subclassing a stand-in name works too
     pass
 
-report("imported", [flash_attn.__version__, pad_input.__module__, flash_attn_varlen_qkvpacked_func.__name__])
+report("imported", [flash_attn.__version__, pad_input.__module__.rsplit(".", 1)[-1], flash_attn_varlen_qkvpacked_func.__name__])
+torch.manual_seed(0)
+batch, length, heads, kv_heads, dim = 2, 5, 4, 2, 8
+q = torch.randn(batch, length, heads, dim)
+k, v = torch.randn(batch, length, kv_heads, dim), torch.randn(batch, length, kv_heads, dim)
+
+def reference(q, k, v, causal):  # attention written out by hand, heads repeated for the kv groups
+    k, v = k.repeat_interleave(heads // k.shape[2], dim=2), v.repeat_interleave(heads // v.shape[2], dim=2)
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / dim ** 0.5
+    if causal:
+        sq, sk = q.shape[1], k.shape[1]
+        scores = scores.masked_fill(~torch.ones(sq, sk, dtype=torch.bool).tril(sk - sq), float("-inf"))
+    return torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v)
+
+dense = flash_attn_func(q, k, v, causal=True)
+report("dense", [list(dense.shape), torch.allclose(dense, reference(q, k, v, True), atol=1e-5),
+                 torch.allclose(flash_attn_func(q, k[:, :3], v[:, :3]), reference(q, k[:, :3], v[:, :3], False), atol=1e-5),
+                 torch.allclose(flash_attn_func(q[:, -2:], k, v, causal=True), reference(q[:, -2:], k, v, True), atol=1e-5)])
+# Two sequences of lengths 5 and 3, packed: each attends only to itself.
+mask = torch.tensor([[1] * 5, [1] * 3 + [0] * 2])
+k_full, v_full = k.repeat_interleave(2, dim=2), v.repeat_interleave(2, dim=2)
+qkv = torch.stack([q, k_full, v_full], dim=2)
+packed, indices, cu_seqlens, max_seqlen = unpad_input(qkv, mask)
+out = pad_input(flash_attn_varlen_qkvpacked_func(packed, cu_seqlens, max_seqlen, causal=True), indices, batch, length)
+report("varlen", [cu_seqlens.tolist(), max_seqlen, list(out.shape),
+                  torch.allclose(out[0], reference(q[:1], k[:1], v[:1], True)[0], atol=1e-5),
+                  torch.allclose(out[1, :3], reference(q[1:, :3], k[1:, :3], v[1:, :3], True)[0], atol=1e-5),
+                  out[1, 3:].abs().sum().item()])
 try:
-    flash_attn_varlen_qkvpacked_func(None, None, None)
-    report("call", None)
+    MHA()
+    report("unprovided", None)
 except RuntimeError as exc:
-    report("call", str(exc))
+    report("unprovided", str(exc))
+try:
+    flash_attn_func(q, k, v, window_size=(4, 0))
+    report("window", None)
+except RuntimeError as exc:
+    report("window", str(exc))
 from transformers.utils import is_flash_attn_2_available
 report("transformers_sees_it", is_flash_attn_2_available())
 """
 
 
-def test_flash_attn_import_stand_in_imports_but_never_runs(tmp_path):
+def test_flash_attn_stand_in_computes_its_attention_functions_with_pytorch(tmp_path):
     results, standins = run_snippet(FLASH_ATTN, tmp_path)
-    assert results["control"] == "ModuleNotFoundError"  # flash-attn cannot be installed without CUDA
-    version, module, name = results["imported"]
-    assert (version, module, name) == ("0.0.0", "flash_attn.bert_padding", "flash_attn_varlen_qkvpacked_func")
-    assert results["call"].startswith("flash_attn.flash_attn_interface.flash_attn_varlen_qkvpacked_func: flash-attn is not installed")
+    assert results["control"] == "ModuleNotFoundError"  # flash-attn is not installed here
+    assert results["imported"] == ["0.0.0", "flash_attn_torch", "flash_attn_varlen_qkvpacked_func"]
+    assert results["dense"] == [[2, 5, 4, 8], True, True, True]  # causal, non-causal, bottom-right causal
+    assert results["varlen"] == [[0, 5, 8], 5, [2, 5, 4, 8], True, True, 0.0]
+    assert results["unprovided"].startswith("flash_attn.modules.mha.MHA: flash-attn is not installed; lora-codemod "
+                                            "smoke stands in for its attention functions only")
+    assert results["window"].startswith("lora-codemod smoke computes flash-attn's plain attention only")
     # Package metadata still says "not installed": transformers keeps the default attention.
     assert results["transformers_sees_it"] is False
-    assert [s["detail"] for s in standins if "flash_attn" in s["detail"]] == [
-        "import flash_attn -> an import stand-in (flash-attn is not installed; calling it fails, the default attention runs)"
+    details = [s["detail"] for s in standins if "flash_attn" in s["detail"]]
+    assert details == [
+        "import flash_attn -> a stand-in (flash-attn is not installed): its attention functions run as PyTorch "
+        "attention, anything else fails when called",
+        "flash_attn flash_attn_func() -> PyTorch scaled_dot_product_attention",
+        "flash_attn flash_attn_varlen_qkvpacked_func() -> PyTorch scaled_dot_product_attention",
     ]
 
 
@@ -105,7 +145,7 @@ def test_flash_attn_stand_in_is_listed_when_the_script_imports_it_not_a_library_
     assert results["inductor"] is False
     assert results["after_libraries"] == []
     assert results["script_finds_it"] is True
-    assert [d.split(" (")[0] for d in results["after_script_import"]] == ["import flash_attn -> an import stand-in"]
+    assert [d.split(" (")[0] for d in results["after_script_import"]] == ["import flash_attn -> a stand-in"]
 
 
 def test_byte_level_bpe_files_cover_any_text_within_the_vocabulary(tmp_path):
@@ -156,17 +196,24 @@ def test_transformers_5_stand_ins_keep_one_tokenizer_json(tmp_path):
 
 
 def test_gpu_repo_fixture_unedited(tmp_path):
+    # flash-attn and bitsandbytes are not installed here (as on many GPU machines).
     code, parsed, _ = smoke_cli(str(FIXTURE_SCRIPTS / "gpu_repo_lora.py"), "--device", "cpu", "--json", "--",
                                 "--output_dir", "{output_dir}", "--q_lora", "True", "--bf16", "True", "--tf32", "True",
-                                "--deepspeed", "ds_config.json", "--num_train_epochs", "3",
+                                "--flash_attn", "True", "--deepspeed", "ds_config.json", "--num_train_epochs", "3",
                                 "--per_device_train_batch_size", "2", "--logging_steps", "1", "--save_strategy", "no",
                                 "--report_to", "wandb", cwd=tmp_path)
     run = parsed["runs"][0]
     assert code == 0, _explain(run)
     assert {"model", "tokenizer", "dataset", "cpu", "tracker", "steps"} <= _kinds(run)
-    details = {s["detail"] for s in run["standins"]}
-    assert any(d.startswith("import flash_attn -> an import stand-in") for d in details)
-    assert any(d.startswith("deepspeed='ds_config.json' -> off") for d in details)
+    details = {s["what"]: [] for s in run["standins"]}
+    for item in run["standins"]:
+        details[item["what"]].append(item["detail"])
+    assert {"import flash_attn -> a stand-in (flash-attn is not installed): its attention functions run as PyTorch "
+            "attention, anything else fails when called",
+            # --flash_attn True: the script's attention patch ran, computed by the stand-in
+            "flash_attn flash_attn_varlen_qkvpacked_func() -> PyTorch scaled_dot_product_attention",
+            "4-bit/8-bit quantization dropped (bitsandbytes is not installed): full-precision weights",
+            "deepspeed='ds_config.json' -> off (DeepSpeed is not installed)"} <= set(details["missing"])
     assert run["verdict"] == "PASS: a valid LoRA adapter in {output_dir}"
 
 

@@ -509,15 +509,17 @@ def lora_changes(initial: dict, model) -> tuple[int, int]:
 # ---------------------------------------------------------------- flash-attn: an import stand-in
 
 FLASH_ATTN = "flash_attn"
+STANDIN_TEXT = ("import flash_attn -> a stand-in (flash-attn is not installed): its attention functions run as "
+                "PyTorch attention, anything else fails when called")
 
 
 class _Unavailable:
-    """What every name of the flash_attn stand-in is: importable, failing only when used."""
+    """What every other name of the flash_attn stand-in is: importable, failing only when used."""
 
     def __init__(self, *args, **kwargs):
         raise RuntimeError(
-            f"{type(self).__module__}.{type(self).__qualname__}: flash-attn is not installed and its kernels need a GPU; "
-            "lora-codemod smoke stands in for its import only (use the default attention on the CPU)"
+            f"{type(self).__module__}.{type(self).__qualname__}: flash-attn is not installed; lora-codemod smoke "
+            "stands in for its attention functions only (computed with PyTorch), not for this"
         )
 
 
@@ -557,8 +559,9 @@ class FlashAttnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """`import flash_attn` (and its submodules) where flash-attn is not installed, on any device.
 
     Scripts written for GPUs import it at the top (FastChat's `llama_flash_attn_monkey_patch`,
-    `from flash_attn import flash_attn_func`) even when the flag that would use it is off. The
-    stand-in makes the import succeed; every name in it fails when called. Placed last on
+    `from flash_attn import flash_attn_func`) even when the flag that would use it is off, and
+    their patches call its attention functions. The stand-in makes the import succeed, computes
+    those functions with PyTorch (flash_attn_torch), and every other name fails when used. Placed last on
     `sys.meta_path`, so an installed flash-attn always wins, and package metadata still says it
     is not installed, so transformers' `is_flash_attn_2_available()` stays False. The ML
     libraries themselves are not given it (PROBING_LIBRARIES): their availability probes find
@@ -576,15 +579,20 @@ class FlashAttnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec):
+        from lora_codemod.smoke.child import flash_attn_torch
+
+        log = self.log
+        flash_attn_torch.on_call = lambda name: log.standin(
+            "missing", f"flash_attn {name}() -> PyTorch scaled_dot_product_attention")
         module = _StandInModule(spec.name)
         module.__path__ = []
+        module.__dict__.update(flash_attn_torch.PROVIDED.get(spec.name, {}))
         if spec.name == FLASH_ATTN:
             module.__version__ = "0.0.0"
         return module
 
     def exec_module(self, module):
-        self.log.standin("missing", "import flash_attn -> an import stand-in (flash-attn is not installed; "
-                                    "calling it fails, the default attention runs)")
+        self.log.standin("missing", STANDIN_TEXT)
 
 
 def install_flash_attn_import(log) -> None:
