@@ -29,6 +29,7 @@ from lora_codemod.analysis.values import (
     Trainer,
     source_of,
     is_identity_step,
+    trainer_model_owner,
 )
 
 
@@ -207,7 +208,8 @@ class SaveFacts:
         if not whole:
             return
         receiver = dotted_name(save.receiver) or ""
-        if "." in receiver and trainers and not receiver.endswith((".model", ".model_wrapped")):
+        owner = trainer_model_owner(receiver, self.index)
+        if "." in receiver and receiver not in (f"{owner}.model", f"{owner}.model_wrapped"):
             return  # a chain into the wrapper (`model_to_save.model.save_pretrained`) is fine
         for trainer in trainers:
             if save.trainer and trainer.name != save.trainer:

@@ -158,9 +158,12 @@ class WrapperFacts:
                 subject = dotted_name(atom.args[0].value)
                 if subject is None:
                     continue
-                root = subject.split(".")[0]
-                if root not in out and self._holds_wrapper(root, at, cls):
-                    out.add(root)
+                parts = subject.split(".")
+                for i in range(1, len(parts) + 1):  # `model`, or `trainer.model` of `trainer.model.model`
+                    root = ".".join(parts[:i])
+                    if root in out or self._holds_wrapper(root, at, cls):
+                        out.add(root)
+                        break
         return out
 
     def _holds_wrapper(self, name: str, at: Located, cls: WrapperClass) -> bool:
@@ -366,9 +369,10 @@ def atom_key(expr: cst.BaseExpression, roots: set[str]) -> Key | None:
     subject = dotted_name(expr.args[0].value)
     if subject is None:
         return None
-    root, _, rest = subject.partition(".")
-    if root not in roots:
+    root = next((r for r in roots if subject == r or subject.startswith(r + ".")), None)
+    if root is None:
         return None
+    rest = subject[len(root) + 1:]
     chain: Chain = tuple(rest.split(".")) if rest else ()
     if fn == "hasattr":
         attr = string_value(expr.args[1].value)

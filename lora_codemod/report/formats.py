@@ -137,6 +137,8 @@ def finding_dict(f: Finding, fix: list[Edit] | None) -> dict:
         "suppressed": f.suppressed,
         "cell": f.cell or None,
         "fix": [e.as_dict() for e in fix] if fix else None,
+        # ruff's word: "safe", or "unsafe" (applied only with --unsafe-fixes); None: no fix
+        "fix_applicability": ("unsafe" if f.unsafe else "safe") if f.status is Status.FIXED or f.unsafe else None,
     }
 
 
@@ -237,7 +239,7 @@ def render_sarif(reports: list[FileReport], mode: str) -> str:
         for i, f in enumerate(report.findings):
             if f.status is Status.SKIPPED and not f.suppressed:
                 continue  # deliberately left alone: not a problem
-            tail = {Status.FIXED: "fixed" if mode == "fix" else "would fix",
+            tail = {Status.FIXED: ("fixed" if mode == "fix" else "would fix") + (" (unsafe fix)" if f.unsafe else ""),
                     Status.REVIEW: f"needs review: {f.reason}", Status.SKIPPED: f"left alone: {f.reason}"}[f.status]
             where = f"cell {f.cell}, line {f.line}: " if f.cell else ""
             physical = {"artifactLocation": {"uri": _uri(f.path), "uriBaseId": "%SRCROOT%"}}
@@ -249,7 +251,8 @@ def render_sarif(reports: list[FileReport], mode: str) -> str:
                 "level": _LEVEL[f.status],
                 "message": {"text": f"{where}{f.message} [{tail}]"},
                 "locations": [{"physicalLocation": physical}],
-                "properties": {"status": f.status.value, "reason": f.reason, **({"cell": f.cell} if f.cell else {})},
+                "properties": {"status": f.status.value, "reason": f.reason, **({"cell": f.cell} if f.cell else {}),
+                               **({"fixApplicability": "unsafe"} if f.unsafe else {})},
             }
             if f.suppressed:
                 result["suppressions"] = [{"kind": "inSource"}]
