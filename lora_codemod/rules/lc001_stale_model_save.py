@@ -9,6 +9,27 @@ from lora_codemod.rules.placement import save_from_placement
 from lora_codemod.rules.retarget import retarget
 
 
+_CHOOSING_SETUP = """\
+class Wrapper(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.model = inner
+
+
+def setup_lora(model, cfg):
+    if hasattr(model, "text_model"):
+        model.text_model = get_peft_model(model.text_model, cfg)
+    else:
+        model.model = get_peft_model(model.model, cfg)
+    return model
+
+
+model = setup_lora(Wrapper(inner), lora_config)
+trainer = Trainer(model=model, args=training_args)
+trainer.model.save_pretrained(lora_dir)
+"""
+
+
 class StaleModelSave(Rule):
     code = "LC001"
     name = "stale-model-save"
@@ -51,13 +72,44 @@ if args.use_lora:
 With a stock Trainer `trainer.model` is the object passed in (only FSDP1 wraps it, hence the
 `module` check). Outside a LoRA block the assignment goes directly before the save.
 
+## Plain wrappers (the trainer's model is an `nn.Module` of this file with no `save_pretrained`)
+`trainer.model.save_pretrained(d)`, the usual `model_to_save.save_pretrained(d)` snippet, or
+the trained name saved whole, on a plain wrapper raises `AttributeError` (often caught and logged
+by the script: no adapter is written). The rule finds where the LoRA setup stored
+`get_peft_model`'s result relative to the wrapper (a same-file setup function called with it,
+the scope that holds it, the wrapper's own methods) and saves from there:
+
+```python
+# setup_lora_config: model.model = get_peft_model(model.model, cfg)
+model_to_save.save_pretrained(d)        ->  model_to_save.model.save_pretrained(d)
+```
+
+When the setup chooses the place with `hasattr`/`isinstance` tests, the save becomes the
+setup's own `if`/`elif`/`else`, asked of the saved object:
+
+```python
+if hasattr(model_to_save, "model") and hasattr(model_to_save.model, "text_model"):
+    model_to_save.model.text_model.save_pretrained(d)
+elif hasattr(model_to_save, "model"):
+    model_to_save.model.save_pretrained(d)
+else:
+    model_to_save.save_pretrained(d)
+```
+
+That form is an **unsafe fix**, applied only with `--unsafe-fixes` (or `unsafe-fixes = true`):
+it repeats at save time tests the setup ran before `get_peft_model` changed the object. Without
+it the finding needs review and names the chains. A test the wrapper's class decides
+(`hasattr(w, "model")` when `__init__` sets `self.model` on every path) is taken as decided; a
+save in a branch that cannot run gets no finding.
+
 ## When it does not apply
 Reported for review instead of rewritten: a longer chain on a stale name
 (`model.base_model.save_pretrained`: the chain may not exist on the PEFT model), a save that
 passes a `state_dict=` computed from the stale name (re-rooting alone would still write keys
 without the PEFT prefix), a stale model that two trainers could own, and the
 `trainer.model` snippet when `trainer.model` is a plain `nn.Module` wrapper defined in the file
-(it has no `save_pretrained`). Left alone, with the reason: tokenizer, processor and config
+when no LoRA placement of it is found, or it defines `__getattr__`, or its setup chooses by tests
+that name more than the object (a setting the save cannot see). Left alone, with the reason: tokenizer, processor and config
 saves; saves already made through the trainer; another model (`ref_model`); a model reassigned
 after the trainer (`model = model.merge_and_unload()`). Inside a LoRA block, a receiver whose
 value cannot be established is reported for review. A save of the trainer's own object is
@@ -107,6 +159,61 @@ model = get_peft_model(model, lora_config)
 trainer = Trainer(model=model, args=training_args)
 model.save_pretrained(out_dir)
 """,
+        ),
+        Example(
+            title="a plain nn.Module wrapper: save from where its setup put the LoRA",
+            before="""\
+class Wrapper(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.model = inner
+
+
+def setup_lora(model, cfg):
+    model.model = get_peft_model(model.model, cfg)
+    return model
+
+
+model = setup_lora(Wrapper(inner), lora_config)
+trainer = Trainer(model=model, args=training_args)
+model_to_save = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+model_to_save.save_pretrained(lora_dir)
+""",
+            after="""\
+class Wrapper(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.model = inner
+
+
+def setup_lora(model, cfg):
+    model.model = get_peft_model(model.model, cfg)
+    return model
+
+
+model = setup_lora(Wrapper(inner), lora_config)
+trainer = Trainer(model=model, args=training_args)
+model_to_save = trainer.model.module if hasattr(trainer.model, "module") else trainer.model
+model_to_save.model.save_pretrained(lora_dir)
+""",
+        ),
+        Example(
+            title="the setup chooses with hasattr tests: an unsafe fix, for review without --unsafe-fixes",
+            before=_CHOOSING_SETUP,
+            reports="needs review",
+        ),
+        Example(
+            title="the setup chooses with hasattr tests, --unsafe-fixes: its own tests, asked of the saved object",
+            before=_CHOOSING_SETUP,
+            after=_CHOOSING_SETUP.replace("""\
+trainer.model.save_pretrained(lora_dir)
+""", """\
+if hasattr(trainer.model, "text_model"):
+    trainer.model.text_model.save_pretrained(lora_dir)
+else:
+    trainer.model.model.save_pretrained(lora_dir)
+"""),
+            args={"unsafe_fixes": True},
         ),
         Example(
             title="reassigned after the trainer: left alone",
