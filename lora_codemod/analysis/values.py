@@ -5,8 +5,8 @@ Values are sets of abstract objects, each created at one place: a load or constr
 `prepare_model_for_kbit_training(M)`, `PeftModel.from_pretrained(M)`, a same-file function that
 calls `get_peft_model`: a new object whose `inner` is what M held), a tokenizer/processor/config
 load, a parameter or any other expression (opaque), or the trainer's own model (`T.model`).
-Identity steps (`N = M`, `.to()`, `.cuda()`, `torch.compile(M)`, `accelerator.prepare(M)`, an
-`a if c else b` of those) pass objects through unchanged.
+Identity steps (`N = M`, `.to()`, `.cuda()`, `torch.compile(M)`, `accelerator.prepare(M)`,
+`accelerator.unwrap_model(M)`, an `a if c else b` of those) pass objects through unchanged.
 
 A name's value at a point is the union over the assignments that can reach it: every branch
 counts, a later assignment in straight-line code replaces an earlier one, and a test decided by
@@ -188,8 +188,8 @@ class Facts:
         if scope.cls is not None and scope.self_name and parts[0] == scope.self_name and len(parts) > 1:
             rest = ".".join(parts[1:])
             found = []
-            for other in self.index.scopes:
-                if other.cls is scope.cls and other.self_name:
+            for other in self.index.scopes:  # the other methods (this one's own came in order)
+                if other.cls is scope.cls and other.self_name and other is not scope:
                     found += [b for b in other.bindings_of(f"{other.self_name}.{rest}") if b not in exclude]
             return found
         if scope.bindings_of(name) or scope.parent is None:
@@ -259,9 +259,12 @@ class Facts:
         callee = callee_name(call) or ""
         method = last_part(callee) if callee else (call.func.attr.value if isinstance(call.func, cst.Attribute) else "")
         if method == "unwrap_model":
+            # (v3) an identity step: what it unwraps is what it holds (`self.model =
+            # self.accelerator.unwrap_model(self.model)`). Of an object this cannot follow, it is
+            # a save through whatever trains it (contract: a save made through the trainer).
             arg = call_arg(call, 0, "model")
             inner = self.values(arg, at) if arg is not None else frozenset()
-            if inner and all(o.kind == "trainer" for o in inner):
+            if inner and all(o.kind != "opaque" for o in inner):
                 return inner
             return frozenset({Obj("trainer", "", label="")})
         source = _identity_source(call)
