@@ -198,7 +198,8 @@ def _cell_error(path: str, layouts: list[_Layout]) -> SourceError | None:
 
     for layout in layouts:
         try:
-            compile(layout.text, path, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+            # Not the notebook's path: Python would read the error's line from that file.
+            compile(layout.text, "<cell>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
             message, line, col = None, 0, 0
         except SyntaxError as exc:
             message, line, col = exc.msg, exc.lineno or 1, exc.offset or 1

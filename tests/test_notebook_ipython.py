@@ -301,3 +301,15 @@ def test_a_future_import_in_a_later_cell(tmp_path, monkeypatch):
     before, after, result = fix(tmp_path, monkeypatch, [SETUP, future, SAVE])
     assert result.exit_code == 0, result.output
     assert_only_cell_changed(before, after, 3, FIXED)
+
+
+def test_an_error_position_is_read_from_the_cell_not_from_the_notebook_file(tmp_path):
+    """Python rereads an error's line from a file of the given name when there is one, and
+    recounts the column on it: the notebook's JSON is not the cell."""
+    from lora_codemod.notebook import _cell_error
+
+    path = tmp_path / "nb.ipynb"
+    path.write_text("é" * 40 + "\n" + "é" * 40 + "\n", encoding="utf-8")
+    _, layouts = _module([_Cell(0, 0, 0, "x = 1"), _Cell(2, 0, 0, "y = [1,\n     2 3]")])
+    error = _cell_error(str(path), layouts)
+    assert error.message == "cell 3:2:6: cannot parse: invalid syntax. Perhaps you forgot a comma?"
