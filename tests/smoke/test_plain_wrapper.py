@@ -4,7 +4,7 @@ The fixtures save with the usual unwrap snippet inside a `try/except` that logs 
 unpatched script exits 0 with no adapter. The child records the `save_pretrained` lookup that
 fails on the plain wrapper (rank, class, the AttributeError the script swallowed) and the
 verdict names it. Each variant runs once (`--compare --unsafe-fixes`), its two halves tested apart:
-the unpatched half now, the patched half once the plain-wrapper rewrite lands.
+unpatched it fails naming the error; patched (LC001 saves from the LoRA placements) it passes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from .conftest import FIXTURE_SCRIPTS, check, copy_fixture, run_cli, training_ar
 SINGLE = "train_plain_wrapper_lora.py"
 DDP = "train_plain_wrapper_lora_ddp.py"
 ERROR = "AttributeError: 'AudioModelWrapper' object has no attribute 'save_pretrained'"
-WAITS_FOR_REWRITE = pytest.mark.xfail(reason="waits for the plain-wrapper rewrite (issue 13)", strict=False)
 
 
 def _compare(name: str, tmp_path, tiny_model, *extra: str) -> dict:
@@ -82,7 +81,6 @@ def test_unpatched_plain_wrapper_under_torchrun_fails_on_rank_zero(ddp):
     assert sorted(g["rank"] for g in run["process_groups"]) == [0, 1]
 
 
-@WAITS_FOR_REWRITE
 def test_patched_plain_wrapper_with_unsafe_fixes_passes(single):
     run = single["patched"]
     assert run["status_code"] == 0, _explain(run)
@@ -93,7 +91,6 @@ def test_patched_plain_wrapper_with_unsafe_fixes_passes(single):
     assert single["code"] == 0
 
 
-@WAITS_FOR_REWRITE
 def test_patched_plain_wrapper_with_unsafe_fixes_passes_under_torchrun(ddp):
     run = ddp["patched"]
     assert run["status_code"] == 0, _explain(run)
