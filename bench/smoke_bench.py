@@ -1,10 +1,13 @@
 """Wall-clock figures for `lora-codemod smoke` (printed, never asserted).
 
-    python bench/smoke_bench.py [--repeat 3]
+    python bench/smoke_bench.py [--repeat 3] [--only runs|overhead|pair] [--device cpu|cuda] [--json out.json]
 
 1. every fixture script under `smoke` (patched), single process and `--nproc 2`;
 2. the instrumentation's overhead on a run that needs no stand-in: the same script and arguments
-   run by plain `python` and by the smoke bootstrap with every hook installed.
+   run by plain `python` and by the smoke bootstrap with every hook installed;
+3. the overhead pair (goal <= 1.3x): `smoke train_single.py -- --model_path {tiny_model} ...`,
+   the second run in an environment (its cache filled), against plain `python` running the same
+   patched script on a tiny model made beforehand; with where the smoke run's extra time went.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ TINY_ARGS = ["--model_path", "{tiny_model}", "--output_dir", "{output_dir}", "--
 FIXTURES = {
     "train_single.py": TINY_ARGS,
     "train_wrapper.py": TINY_ARGS,
+    "train_plain_wrapper_lora.py": TINY_ARGS,
     "train_ddp.py": TINY_ARGS,
+    "train_plain_wrapper_lora_ddp.py": TINY_ARGS,
     "sft_hub.py": ["--output_dir", "{output_dir}"],
     "ddp_gpt2_jsonl.py": ["--output_dir", "{output_dir}"],
 }
@@ -79,15 +84,81 @@ def overhead(repeat: int) -> None:
         print(f"  overhead:                {i - p:+5.2f} s")
 
 
+OVERHEAD_GOAL = 1.3
+
+
+def overhead_pair(repeat: int, device: str, json_path: str | None) -> dict:
+    """The issue-15 goal: `smoke SCRIPT {tiny_model}` (the second run in an environment, its cache
+    filled) against a plain run of the same patched script on a tiny model made beforehand.
+
+    Both run the same way each time (alternating, so a load change hits both); the smoke run's
+    JSON says where its time outside the script went (fix, tiny model, verify, the parent).
+    """
+    from lora_codemod.smoke.child.cache import CACHE_ENV
+    from lora_codemod.smoke.child.tiny_model import write_tiny_model
+    from lora_codemod.smoke.runner import apply_fix
+
+    script = SCRIPTS / "train_single.py"
+    with tempfile.TemporaryDirectory() as work:
+        work_path = Path(work)
+        patched_dir = work_path / "patched"
+        patched_dir.mkdir()
+        (patched_dir / "tiny_data.py").write_bytes((SCRIPTS / "tiny_data.py").read_bytes())
+        patched = patched_dir / script.name
+        patched.write_bytes(apply_fix(script, script.read_bytes())[0])
+        tiny = str(write_tiny_model(work_path / "tiny").path)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", CACHE_ENV: str(work_path / "cache")}
+        if device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        plain_args = ["--model_path", tiny, "--output_dir", str(work_path / "plain-out"), "--use_lora", "--max_steps", "2"]
+        smoke_command = [sys.executable, "-c", "from lora_codemod.cli import main; main()", "smoke", str(script),
+                         "--device", device, "--json", "--", "--model_path", "{tiny_model}", "--output_dir",
+                         "{output_dir}", "--use_lora", "--max_steps", "2"]
+        first, code, out = timed(smoke_command, env, cwd=work)  # fills the environment's cache
+        first_run = json.loads(out)["runs"][0] if code in (0, 1) else {}
+        plain, smoke, breakdowns = [], [], []
+        for _ in range(repeat):
+            plain.append(timed([sys.executable, str(patched), *plain_args], env, cwd=str(patched_dir))[0])
+            seconds, code, out = timed(smoke_command, env, cwd=work)
+            smoke.append(seconds)
+            run = json.loads(out)["runs"][0]
+            breakdowns.append({**run["timings"], "total": seconds, "verdict": run["verdict"]})
+        p, s = statistics.median(plain), statistics.median(smoke)
+        child = statistics.median(b["child"] for b in breakdowns)
+        result = {
+            "device": device, "repeat": repeat, "plain_s": round(p, 2), "smoke_s": round(s, 2),
+            "ratio": round(s / p, 3), "goal": OVERHEAD_GOAL, "met": s / p <= OVERHEAD_GOAL,
+            "first_smoke_s": round(first, 2), "first_tiny_model_s": first_run.get("timings", {}).get("tiny model"),
+            "child_s": round(child, 2), "parent_s": round(s - child, 2), "runs": breakdowns,
+            "plain_runs": [round(t, 2) for t in plain],
+        }
+    print(f"\noverhead pair on {device}: train_single.py patched, 2 steps, median of {repeat} (alternating)")
+    print(f"  plain python, tiny model made beforehand: {p:5.2f} s   ({' '.join(f'{t:.2f}' for t in plain)})")
+    print(f"  smoke with {{tiny_model}}, cache filled:   {s:5.2f} s   ({' '.join(f'{t:.2f}' for t in smoke)})")
+    print(f"    of which the child process:             {child:5.2f} s (tiny model copy "
+          f"{statistics.median(b.get('tiny model', 0) for b in breakdowns):.2f} s, verify "
+          f"{statistics.median(b.get('verify', 0) for b in breakdowns):.2f} s), the parent {s - child:.2f} s "
+          f"(fix {statistics.median(b.get('fix', 0) for b in breakdowns):.2f} s)")
+    print(f"  first smoke run (makes the cache):        {first:5.2f} s (tiny model {result['first_tiny_model_s']} s)")
+    print(f"  ratio {s / p:.2f}x (goal <= {OVERHEAD_GOAL}x): {'met' if result['met'] else 'NOT met'}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=("runs", "overhead"))
+    parser.add_argument("--only", choices=("runs", "overhead", "pair"))
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="for the overhead pair")
+    parser.add_argument("--json", dest="json_path", help="write the overhead pair's figures here")
     args = parser.parse_args()
-    if args.only != "overhead":
+    if args.only in (None, "runs"):
         smoke_runs(args.repeat)
-    if args.only != "runs":
+    if args.only in (None, "overhead"):
         overhead(args.repeat)
+    if args.only in (None, "pair"):
+        overhead_pair(args.repeat, args.device, args.json_path)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ trainer.model.save_pretrained(lora_dir)
 class StaleModelSave(Rule):
     code = "LC001"
     name = "stale-model-save"
-    summary = "The adapter is saved from a model the Trainer never trained (a full model is written)"
+    summary = ("The adapter is saved from the wrong object: a model the Trainer never trained (a full model is "
+               "written), or a plain nn.Module wrapper with no save_pretrained (AttributeError, no adapter)")
     doc = """\
 ## What it does
 Finds `R.save_pretrained(...)` after `trainer = Trainer(...)` (inside or outside an
