@@ -75,13 +75,15 @@ def test_json_document_schema(tree):
     assert ddp["changed"] is True and ddp["written"] is False and ddp["error"] is None
     finding = ddp["findings"][0]
     assert set(finding) == {"rule", "path", "line", "column", "end_line", "end_column", "message", "status",
-                            "fixed", "reason", "suppressed", "cell", "fix"}
+                            "fixed", "reason", "suppressed", "cell", "fix", "fix_applicability"}
     assert (finding["rule"], finding["line"], finding["column"]) == ("LC002", 7, 1)
     assert finding["end_line"] == 8 and finding["end_column"] > 1
     assert finding["status"] == "fixed" and finding["fixed"] is True and finding["reason"] == ""
     assert finding["cell"] is None  # a notebook's cell number, 1-based
+    assert finding["fix_applicability"] == "safe"
     review = by_path["review.py"]["findings"][0]
     assert review["status"] == "needs review" and review["fixed"] is False and review["reason"] and review["fix"] is None
+    assert review["fix_applicability"] is None  # no fix at all (an unsafe one held back would say "unsafe")
     summary = doc["summary"]
     assert summary["files"] == 3 and summary["changed"] == 1 and summary["needs_review"] == 1
     assert summary["fixed"] == 2 and summary["rules"]["LC001"]["fixed"] == 1

@@ -52,8 +52,12 @@ def callee_name(call: cst.Call) -> str | None:
 def string_value(node: cst.BaseExpression | None) -> str | None:
     """The value of a plain (non f-) string literal, else None."""
     if isinstance(node, cst.SimpleString):
+        text = node.value
+        quote = text[:1]
+        if quote in "'\"" and "\\" not in text and not text.startswith(quote * 3):
+            return text[1:-1]  # a plain one-line literal: no need to compile it
         try:
-            value = ast.literal_eval(node.value)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return None
         return value if isinstance(value, str) else None

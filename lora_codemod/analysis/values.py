@@ -171,6 +171,7 @@ class Facts:
 
     index: ModuleIndex
     _binding_values: dict[int, frozenset] = field(default_factory=dict)
+    _trainer_names: list[str] | None = None
     _in_progress: set[int] = field(default_factory=set)
 
     # -- reaching assignments ----------------------------------------------------------------
@@ -302,11 +303,13 @@ class Facts:
         return out
 
     def trainer_names(self) -> list[str]:
-        names = {b.name for b in self.index.trainer_builds}
-        for name, call, _at in self.index.call_assignments:
-            if self._factory(call) is not None:
-                names.add(name)
-        return sorted(names)
+        if self._trainer_names is None:  # asked once per save: computed once
+            names = {b.name for b in self.index.trainer_builds}
+            for name, call, _at in self.index.call_assignments:
+                if self._factory(call) is not None:
+                    names.add(name)
+            self._trainer_names = sorted(names)
+        return self._trainer_names
 
     def _constructions_of(self, binding: Binding) -> list[Construction]:
         value = binding.value
