@@ -123,6 +123,8 @@ def loader_kwargs(log, settings: dict, kwargs: dict) -> dict:
                 kwargs.pop(key, None)
             log.standin(why[0], f"4-bit/8-bit quantization dropped ({why[1]}): full-precision weights")
     if cpu():
+        if any(kwargs.get(key) for key in ("quantization_config", "load_in_4bit", "load_in_8bit")):
+            log.standin("cpu", "quantization_config dropped (its kernels need a GPU): full-precision weights")
         for key in ("quantization_config", "load_in_4bit", "load_in_8bit"):
             kwargs.pop(key, None)
     attention = kwargs.get("attn_implementation")
