@@ -17,6 +17,7 @@ import libcst as cst
 from lora_codemod.analysis import distributed
 from lora_codemod.analysis.lora import Branch, lora_branch
 from lora_codemod.analysis.names import callee_name, dotted_name, last_part
+from lora_codemod.analysis.walk import walk
 
 ScopeNode = Union[cst.Module, cst.FunctionDef]
 # Nodes whose `.body` is a block of statements that an `if` branch owns.
@@ -497,7 +498,7 @@ def build_index(module: cst.Module, flag: re.Pattern[str], source_text: str,
     index = ModuleIndex(module=module, flag=flag, source_text=source_text)
     index.trainer_classes.update(trainer_classes)
     indexer = _Indexer(index)
-    module.visit(indexer)
+    walk(module, indexer)  # libcst's visit would rebuild the whole tree for nothing
     indexer.finish()
     for match in distributed.TEXT_SIGNAL.finditer(source_text):
         index.signals.append((f"mentions {match.group(0).strip()}", None))

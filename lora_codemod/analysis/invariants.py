@@ -26,6 +26,7 @@ from lora_codemod.analysis.collectives import Collectives
 from lora_codemod.analysis.index import Located, ModuleIndex, Scope, build_index
 from lora_codemod.analysis.logic import atoms
 from lora_codemod.analysis.ranks import is_guarded_path, path_value
+from lora_codemod.analysis.walk import walk
 
 _UNWRAP = re.compile(r"^\w+ = [\w.]+\.model\.module if hasattr\([\w.]+\.model, (['\"])module\1\) else [\w.]+\.model$")
 _STATE_DICT_COPY = re.compile(r"^\w+ = [\w.]+\.state_dict$")  # LC005 removes it with the patch
@@ -108,7 +109,7 @@ def _view(module: cst.Module, flag: re.Pattern[str], trainer_classes: frozenset[
           index: ModuleIndex | None = None) -> tuple[ModuleIndex, list[_Item], list[_Item]]:
     index = index or build_index(module, flag, module.code, trainer_classes)
     visitor = _Statements(index)
-    module.visit(visitor)
+    walk(module, visitor)
     # A save that became a choice between chains: the choice and every copy but the first are
     # set aside, and the first copy is read as the save, running where the save ran.
     aside: set[int] = set()
