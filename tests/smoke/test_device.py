@@ -124,9 +124,10 @@ def test_cuda_is_ruled_out_without_importing_torch():
 def test_probing_this_machine_does_not_import_torch_here():
     code = ("import sys; from lora_codemod.smoke.device import plan_for_this_machine; "
             "plan = plan_for_this_machine('auto', 1); print(plan.device, 'torch' in sys.modules)")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # GPUs hidden: ruled out on any machine (CI's torch is a CPU build, which is ruled out as well).
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
-    assert output.split() == ["cpu", "False"]  # this venv's torch is a CPU build
+    assert output.split() == ["cpu", "False"]
 
 
 def test_cuda_without_cuda_is_an_error(fake_cuda):
