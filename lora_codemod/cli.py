@@ -111,13 +111,16 @@ def config_options(function):
                    "tests); without it they are reported for review. `unsafe-fixes = true` in the configuration.")
 @click.option("--no-unsafe-fixes", "unsafe_fixes", flag_value=False,
               help="Report unsafe fixes for review even when the configuration enables them.")
+@click.option("--no-cache", is_flag=True,
+              help="Neither read nor write the result cache (also LORA_CODEMOD_NO_CACHE=1). [default: cached in "
+                   ".lora_codemod_cache/ beside the configuration, or `cache-dir`]")
 @click.option("--fix-config", is_flag=True,
               help="LC007: also set stage3_gather_16bit_weights_on_model_save to true in the DeepSpeed JSON "
                    "configs it reports (they are your files: off by default; --diff shows the change).")
 @config_options
 def fix(paths, show_diff, check, select, ignore, flag_pattern, output_format, exclude, extend_exclude, force_exclude,
         include_generated, show_suppressed, statistics, exit_zero, exit_non_zero_on_fix, stdin_filename, verbose, quiet,
-        color, no_color, jobs, unsafe_fixes, fix_config, config_file, isolated) -> None:
+        color, no_color, jobs, unsafe_fixes, no_cache, fix_config, config_file, isolated) -> None:
     """Rewrite LoRA adapter saves in PATHS (files or directories; default '.', '-' for stdin).
 
     Exit status: 0 nothing to do or everything fixed; 1 findings under --check/--diff, or a
@@ -125,6 +128,7 @@ def fix(paths, show_diff, check, select, ignore, flag_pattern, output_format, ex
     configuration, or a file that cannot be read or parsed; 130 interrupted (no file is left
     half-written).
     """
+    from lora_codemod.cache import disabled_by_environment
     from lora_codemod.commands.fix import FixOptions, run_fix
     from lora_codemod.discover import Excluder
     from lora_codemod.engine import default_jobs
@@ -156,7 +160,8 @@ def fix(paths, show_diff, check, select, ignore, flag_pattern, output_format, ex
         progress=hasattr(sys.stderr, "isatty") and sys.stderr.isatty() and fmt == "text",
         output_format=fmt, show_suppressed=show_suppressed, statistics=statistics, exit_zero=exit_zero,
         exit_non_zero_on_fix=exit_non_zero_on_fix, force_exclude=force_exclude,
-        excluder=Excluder.from_patterns(groups), fix_config=fix_config)
+        excluder=Excluder.from_patterns(groups), fix_config=fix_config,
+        cache_dir=None if no_cache or disabled_by_environment() or paths == ["-"] else settings.cache_dir)
     sys.exit(run_fix(paths, config, options))
 
 

@@ -162,6 +162,10 @@ def _check_value(key: str, value, path: str):
         if not isinstance(value, bool):
             raise ConfigError(f"{path}: error: {key}: expected true or false, got {_shown(value)}")
         return value
+    if key == "cache-dir":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: error: {key}: expected a directory path string, got {_shown(value)}")
+        return value
     if key == "trainer-classes":
         names = _strings(value, key, path)
         bad = [n for n in names if not n.isidentifier()]
@@ -172,7 +176,7 @@ def _check_value(key: str, value, path: str):
 
 
 KEYS = ("select", "ignore", "flag-pattern", "exclude", "extend-exclude", "output-format", "trainer-classes",
-        "unsafe-fixes")
+        "unsafe-fixes", "cache-dir")
 
 
 def read_config_file(path: str, pyproject: bool | None = None) -> dict:
@@ -207,6 +211,11 @@ class Settings:
     def config_dir(self) -> str:
         return os.path.dirname(os.path.abspath(self.config_file)) if self.config_file else os.getcwd()
 
+    @property
+    def cache_dir(self) -> str:
+        """`cache-dir`, relative to the configuration's directory (else the current one)."""
+        return os.path.join(self.config_dir, os.path.expanduser(self["cache-dir"]))
+
     def engine_config(self, include_generated: bool = False) -> Config:
         return Config(flag_pattern=self["flag-pattern"], select=self["select"], ignore=self["ignore"],
                       trainer_classes=self["trainer-classes"], include_generated=include_generated,
@@ -222,6 +231,7 @@ DEFAULTS = {
     "output-format": "text",
     "trainer-classes": frozenset(),
     "unsafe-fixes": False,
+    "cache-dir": ".lora_codemod_cache",
 }
 
 

@@ -419,6 +419,7 @@ class Progress:
 
     scanned: int = 0
     parsed: int = 0
+    cached: int = 0  # passed the text test, and the result was in the cache
     changed: int = 0
     errors: int = 0
     total: int = 0
@@ -460,6 +461,8 @@ class _Pending:
     source: bytes
     before: os.stat_result
     future: object | None = None  # a concurrent.futures.Future once submitted to the pool
+    result: SourceResult | None = None  # known already (a cache hit)
+    key: str | None = None  # its cache key, to store what is computed
 
 
 def _start_pool(jobs: int):
@@ -491,13 +494,16 @@ def run_files(
     write: bool,
     jobs: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
+    cache=None,
 ) -> Iterator[FileOutcome]:
     """Process `items` (paths, or discover.Problem entries) and yield one FileOutcome per item,
     in the order given, whatever finishes first.
 
     Reading and the text prefilter run here; files that pass it are transformed in a pool of
     `jobs` processes (started only when a second such file turns up: one file is quicker
-    in-process) or here when `jobs` is 1; writes happen here, one file at a time.
+    in-process) or here when `jobs` is 1; writes happen here, one file at a time. `cache`: a
+    cache.ResultCache: a file whose result is cached is not analysed again (writes still check
+    the file on disk).
     """
     progress = Progress(total=len(items) if isinstance(items, (list, tuple)) else 0)
     queue: deque[FileOutcome | _Pending] = deque()
@@ -507,7 +513,9 @@ def run_files(
     def finish(item: FileOutcome | _Pending) -> FileOutcome:
         if isinstance(item, FileOutcome):
             return item
-        if item.future is not None:
+        if item.result is not None:
+            result = item.result
+        elif item.future is not None:
             try:
                 output, findings, error, skipped = item.future.result()
             except Exception as exc:  # noqa: BLE001 - a worker died (killed, out of memory)
@@ -518,13 +526,16 @@ def run_files(
                                   skipped)
         else:
             result = _transform_guarded(item.source, item.path, config)
+        if item.key is not None and item.result is None:
+            cache.put(item.key, result)
         outcome = write_result(result, item.before) if write else FileOutcome(result)
         progress.changed += outcome.result.changed
         progress.errors += outcome.result.error is not None
         return outcome
 
     def ready(item: FileOutcome | _Pending) -> bool:
-        return isinstance(item, FileOutcome) or (item.future is not None and item.future.done())
+        return isinstance(item, FileOutcome) or item.result is not None or (
+            item.future is not None and item.future.done())
 
     def submit(pending: _Pending) -> None:
         pending.future = pool.submit(_work, pending.path, pending.source, config)
@@ -542,18 +553,26 @@ def run_files(
                     queue.append(FileOutcome(SourceResult(item, b"", b"", error=SourceError(item, str(exc)))))
                 else:
                     if text_stage(source, config, item):
-                        progress.parsed += 1
                         pending = _Pending(item, source, before)
                         queue.append(pending)
-                        if pool is not None:
+                        if cache is not None:
+                            pending.key = cache.key(item, source)
+                            pending.result = cache.get(pending.key, item, source)
+                        if pending.result is not None:
+                            progress.cached += 1  # nothing to analyse
+                        elif pool is not None:
+                            progress.parsed += 1
                             submit(pending)
                         elif jobs > 1:
+                            progress.parsed += 1
                             held.append(pending)
                             if len(held) >= 2:
                                 pool = _start_pool(jobs)
                                 for waiting in held:
                                     submit(waiting)
                                 held.clear()
+                        else:
+                            progress.parsed += 1
                     else:
                         # A file no rule can act on: nothing of it is kept.
                         queue.append(FileOutcome(SourceResult(item, b"", b"")))

@@ -88,6 +88,7 @@ class FixOptions:
     force_exclude: bool = False
     excluder: Excluder | None = None
     fix_config: bool = False  # LC007's one-key fix in the DeepSpeed JSON configs it reports
+    cache_dir: str | None = None  # the result cache's directory (None: no cache)
 
 
 def run_fix(paths: list[str], config: Config, options: FixOptions | None = None, **legacy) -> int:
@@ -175,7 +176,13 @@ def run_fix(paths: list[str], config: Config, options: FixOptions | None = None,
         try:
             items = list(iter_python_files(paths, options.excluder or DEFAULT_EXCLUDES,
                                            force_exclude=options.force_exclude))
-            for outcome in run_files(items, config, write=not dry_run, jobs=options.jobs, on_progress=on_progress):
+            cache = None
+            if options.cache_dir is not None:
+                from lora_codemod.cache import ResultCache
+
+                cache = ResultCache(options.cache_dir, config, warn=lambda text: printer.line(text, to_err=True))
+            for outcome in run_files(items, config, write=not dry_run, jobs=options.jobs, on_progress=on_progress,
+                                     cache=cache):
                 report(outcome.result)
         except KeyboardInterrupt:
             if bar is not None:
@@ -204,7 +211,7 @@ def run_fix(paths: list[str], config: Config, options: FixOptions | None = None,
             printer.line(note, to_err=findings_to_err)
     if not stdin_mode and not items:
         printer.line(f"warning: no Python files in {', '.join(paths)}; nothing checked.", to_err=True)
-    elif not stdin_mode and totals.files and not totals.errors and last_progress and last_progress[0].parsed == 0:
+    elif not stdin_mode and totals.files and not totals.errors and last_progress and last_progress[0].parsed + last_progress[0].cached == 0:
         printer.line(f"nothing here saves a model: none of the {totals.files} files calls save_pretrained or "
                      "save_model where a rule could apply.", to_err=summary_to_err)
     if options.statistics and fmt in ("text", "github"):
