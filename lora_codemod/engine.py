@@ -69,9 +69,17 @@ def transform_source(source: bytes, path: str = "<stdin>", config: Config | None
     if skipped:
         return SourceResult(path=path, source=source, output=source, skipped=skipped)
     if path.endswith(".ipynb") and source.lstrip()[:1] == b"{":  # a notebook: its code cells as one module
-        from lora_codemod.notebook import transform_notebook
+        from lora_codemod.notebook import open_notebook
 
-        return transform_notebook(source, path, config)
+        notebook = open_notebook(source, path)
+        if isinstance(notebook, SourceResult):
+            return notebook
+        return notebook.back(_transform_module(notebook.module, path, config))
+    return _transform_module(source, path, config)
+
+
+def _transform_module(source: bytes, path: str, config: Config) -> SourceResult:
+    """transform_source for one Python module (a file, or a notebook's cells joined)."""
     if not may_need_work(source, config, path):
         return SourceResult(path=path, source=source, output=source)
     if len(source) > MAX_PARSE_BYTES:

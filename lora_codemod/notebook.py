@@ -23,7 +23,6 @@ import json
 import re
 from dataclasses import dataclass, replace
 
-from lora_codemod.config import Config
 from lora_codemod.findings import SourceError, SourceResult
 from lora_codemod.ipython import Special, cell_syntax
 
@@ -311,9 +310,59 @@ def _source_value(raw: str, new_text: str, ensure_ascii: bool, indent_unit: str)
     return head + sep.join(json.dumps(line, ensure_ascii=ensure_ascii) for line in lines) + tail
 
 
-def transform_notebook(source: bytes, path: str, config: Config) -> SourceResult:
-    from lora_codemod.engine import transform_source
+@dataclass
+class Notebook:
+    """A notebook's code cells as one module, and the way back (the engine's adapter: nothing
+    here runs the rules)."""
 
+    path: str
+    source: bytes
+    text: str
+    cells: list[_Cell]
+    layouts: list[_Layout]
+    module: bytes  # the code cells, in order, as one Python module
+
+    def back(self, result: SourceResult) -> SourceResult:
+        """The module's result as the notebook's: findings in their cells, the rewrite put back
+        into each cell in the source's own layout, a rewrite across cells refused."""
+        path, source, text, cells, layouts = self.path, self.source, self.text, self.cells, self.layouts
+        findings = []
+        for finding in result.findings:
+            if finding.path != path:
+                findings.append(finding)
+                continue
+            cell, line = _locate(layouts, finding.line)
+            end_line = _locate(layouts, finding.end_line)[1] if finding.end_line else 0
+            findings.append(replace(finding, line=line, end_line=end_line, cell=cell))
+        if result.error is not None:
+            error = result.error
+            if error.line:
+                error = _cell_error(path, layouts) or SourceError(
+                    path, "cell {}:{}:{}: {}".format(*_locate(layouts, error.line), error.col, error.message))
+            return SourceResult(path, source, source, findings, error, result.skipped)
+        if result.output == result.source:
+            return SourceResult(path, source, source, findings, skipped=result.skipped)
+        new_sources = _split(result.output.decode("utf-8"), cells, layouts)
+        if new_sources is None:
+            error = SourceError(path, "the rewrite would move statements across cells; notebook left unchanged "
+                                "(fix it by hand, or move the code into one cell)")
+            return SourceResult(path, source, source, findings, error)
+        ensure_ascii = all(ord(c) < 128 for c in text)
+        indent = re.search(r"\n([ \t]+)\"", text)
+        unit = indent.group(1) if indent else " "
+        out, last = [], 0
+        for cell, new in zip(cells, new_sources):
+            if new == cell.text:
+                continue
+            out += [text[last:cell.start], _source_value(text[cell.start:cell.end], new, ensure_ascii, unit)]
+            last = cell.end
+        out.append(text[last:])
+        return SourceResult(path, source, "".join(out).encode("utf-8"), findings)
+
+
+def open_notebook(source: bytes, path: str) -> Notebook | SourceResult:
+    """The notebook's code cells as one module; or, when there is nothing to analyse (no code
+    cell) or it cannot be read, its final result."""
     try:
         text = source.decode("utf-8")
         cells = code_cells(text)
@@ -322,39 +371,7 @@ def transform_notebook(source: bytes, path: str, config: Config) -> SourceResult
     if not cells:
         return SourceResult(path, source, source)
     module, layouts = _module(cells)
-    result = transform_source(module.encode("utf-8"), path, config)
-    findings = []
-    for finding in result.findings:
-        if finding.path != path:
-            findings.append(finding)
-            continue
-        cell, line = _locate(layouts, finding.line)
-        end_line = _locate(layouts, finding.end_line)[1] if finding.end_line else 0
-        findings.append(replace(finding, line=line, end_line=end_line, cell=cell))
-    if result.error is not None:
-        error = result.error
-        if error.line:
-            error = _cell_error(path, layouts) or SourceError(
-                path, "cell {}:{}:{}: {}".format(*_locate(layouts, error.line), error.col, error.message))
-        return SourceResult(path, source, source, findings, error, result.skipped)
-    if result.output == result.source:
-        return SourceResult(path, source, source, findings, skipped=result.skipped)
-    new_sources = _split(result.output.decode("utf-8"), cells, layouts)
-    if new_sources is None:
-        error = SourceError(path, "the rewrite would move statements across cells; notebook left unchanged "
-                            "(fix it by hand, or move the code into one cell)")
-        return SourceResult(path, source, source, findings, error)
-    ensure_ascii = all(ord(c) < 128 for c in text)
-    indent = re.search(r"\n([ \t]+)\"", text)
-    unit = indent.group(1) if indent else " "
-    out, last = [], 0
-    for cell, new in zip(cells, new_sources):
-        if new == cell.text:
-            continue
-        out += [text[last:cell.start], _source_value(text[cell.start:cell.end], new, ensure_ascii, unit)]
-        last = cell.end
-    out.append(text[last:])
-    return SourceResult(path, source, "".join(out).encode("utf-8"), findings)
+    return Notebook(path, source, text, cells, layouts, module.encode("utf-8"))
 
 
 def cell_diff(result: SourceResult) -> bytes:
