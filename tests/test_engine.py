@@ -265,7 +265,8 @@ def test_progress_counts(tmp_path):
     paths = _tree(tmp_path)
     seen = []
     list(engine.run_files(paths, Config(), write=False, jobs=2, on_progress=lambda p: seen.append(vars(p).copy())))
-    assert seen[-1] == {"scanned": len(paths), "parsed": 7, "changed": 6, "errors": 1, "total": len(paths)}
+    assert seen[-1] == {"scanned": len(paths), "parsed": 7, "cached": 0, "changed": 6, "errors": 1,
+                        "total": len(paths)}
 
 
 def _run_python(code: str, cwd) -> str:
