@@ -125,16 +125,13 @@ def _transform_module(source: bytes, path: str, config: Config) -> SourceResult:
 
     findings: list[Finding] = []
     if ctx.findings:
-        from libcst.metadata import MetadataWrapper, PositionProvider
-
-        # Positions cost a code-generation pass: paid only by files that have findings.
-        positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        spans = _finding_spans(module, source, text, index, [p.node for p in ctx.findings])
         table = line_suppressions(text)
         dropped_edits: set = set()
         kept_edits: set = set()
         for pending in ctx.findings:
-            span = positions[pending.node]
-            suppressed = is_suppressed(table, pending.code, span.start.line)
+            start_line, start_col, end_line, end_col = spans[id(pending.node)]
+            suppressed = is_suppressed(table, pending.code, start_line)
             status, reason, unsafe = pending.status, pending.reason, bool(pending.unsafe)
             held_back = unsafe and status is Status.FIXED and not config.unsafe_fixes
             if held_back:  # an unsafe fix, not enabled: reported for review, its edits not applied
@@ -145,8 +142,8 @@ def _transform_module(source: bytes, path: str, config: Config) -> SourceResult:
                 findings.append(Finding(pending.code, where_path, line, col, pending.message, status,
                                         reason, suppressed=suppressed, unsafe=unsafe))
                 continue
-            findings.append(Finding(pending.code, path, span.start.line, span.start.column + 1, pending.message,
-                                    status, reason, span.end.line, span.end.column + 1, suppressed, unsafe=unsafe))
+            findings.append(Finding(pending.code, path, start_line, start_col + 1, pending.message,
+                                    status, reason, end_line, end_col + 1, suppressed, unsafe=unsafe))
         findings.sort(key=lambda f: (f.path != path, f.path, f.line, f.col, f.code))
         if dropped_edits - kept_edits:
             drop_edits(ctx.plan, dropped_edits, kept_edits)
@@ -170,6 +167,29 @@ def _transform_module(source: bytes, path: str, config: Config) -> SourceResult:
                                 "file left unchanged")
             return SourceResult(path=path, source=source, output=source, error=error)
     return SourceResult(path=path, source=source, output=output, findings=findings)
+
+
+def _finding_spans(module, source: bytes, text: str, index, nodes: list) -> dict[int, tuple[int, int, int, int]]:
+    """(line, column, end line, end column) of each finding's node: from the stdlib tree when
+    every node pairs with one of its statements or calls, else from libcst's PositionProvider
+    (a code-generation pass over the whole module)."""
+    import re
+
+    from lora_codemod.analysis.positions import find_positions
+    from lora_codemod.prefilter import parse_ast
+
+    lines = [line.encode("utf-8") for line in re.split(r"\r\n|\r|\n", text.lstrip("\ufeff"))]
+    spans = find_positions(parse_ast(source), lines, index.statements, [c.node for c in index.calls], nodes)
+    if spans is not None:
+        return spans
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    out = {}
+    for node in nodes:
+        span = positions[node]
+        out[id(node)] = (span.start.line, span.start.column, span.end.line, span.end.column)
+    return out
 
 
 def _unchanged(path: str, source: bytes, message: str, line: int = 0, col: int = 0) -> SourceResult:

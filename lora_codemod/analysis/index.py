@@ -136,6 +136,7 @@ class ModuleIndex:
     trainer_classes: set[str] = field(default_factory=set)  # same-file and aliased Trainer class names
     save_calls: list[Located] = field(default_factory=list)  # X.save_pretrained(...)
     calls: list[Located] = field(default_factory=list)  # every call
+    statements: list[cst.CSTNode] = field(default_factory=list)  # every small and compound statement, in order
     call_assignments: list[tuple[str, cst.Call, Located]] = field(default_factory=list)  # T = f(...)
     ifs: dict[int, tuple[cst.If, Located]] = field(default_factory=dict)
     spans: dict[int, tuple[int, int]] = field(default_factory=dict)  # id(statement) -> first, last order
@@ -227,6 +228,8 @@ class _Indexer(cst.CSTVisitor):
         self.stack.append(node)
         if isinstance(node, _STATEMENTS):
             self.starts[id(node)] = self.order
+            if isinstance(node, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+                self.index.statements.append(node)
         if isinstance(node, (cst.Module, cst.FunctionDef)):
             parent = self.scope_stack[-1][0] if self.scope_stack else None
             scope = Scope(node=node, parent=parent)
