@@ -180,7 +180,7 @@ def standins_table(run: SmokeRun) -> Table | Text:
     table.add_column("substitution", overflow="fold")
     table.add_column("ranks")
     for item in run.standins:
-        table.add_row(STANDIN_LABELS.get(item["what"], item["what"]), item["detail"], ", ".join(map(str, item["ranks"])))
+        table.add_row(STANDIN_LABELS.get(item["what"], item["what"]), Text(item["detail"]), ", ".join(map(str, item["ranks"])))
     return table
 
 

@@ -54,36 +54,201 @@ SMALL = {
     "num_local_experts": 2, "num_experts": 2, "num_experts_per_tok": 1,
     "image_size": 32, "patch_size": 8,
 }
+# The same sizes under a prefix, as custom configs name them (`audio_ffn_hidden_size`,
+# `rq_transformer_num_hidden_layers`): (suffix, tiny value).
+SMALL_SUFFIXES = (
+    ("_hidden_size", 32), ("_intermediate_size", 64), ("_num_hidden_layers", 2), ("_num_layers", 2),
+    ("_num_attention_heads", 4), ("_num_key_value_heads", 2),
+)
 CAPPED = {"max_position_embeddings": 1024, "n_positions": 1024, "n_ctx": 1024}
 LAYER_LISTS = ("layer_types",)
-TOKEN_ID_KEYS = {"pad_token_id": "pad", "bos_token_id": "bos", "eos_token_id": "eos", "decoder_start_token_id": "pad"}
+# Token ids the tiny tokenizer has: (id key, which of its ids).
+TOKEN_ID_KEYS = {"pad_token_id": "pad", "bos_token_id": "bos", "eos_token_id": "eos", "decoder_start_token_id": "pad",
+                 "unk_token_id": "unk"}
+# Any other special-token id (`audio_in_token_idx`, `image_token_index`, `audio_eos_token_id`): its stem and suffix.
+TOKEN_ID_PATTERN = re.compile(r"^(?P<stem>.+?)_(?:token_id|token_idx|token_index|idx|index)$")
+# Token strings the tiny tokenizer already has under its own names (never added twice).
+STANDARD_TOKEN_KEYS = ("pad_token", "bos_token", "eos_token", "unk_token")
 IMAGE_SIZE = 32
 
+# Facts a name says about shapes that its family's defaults do not have, and that code outside the
+# model reads from elsewhere (a Whisper processor's mel bins, a project's own audio-encoder config):
+# (pattern on the lower-cased name, model_type, attributes, what the report says).
+NAME_FACTS = (
+    (r"whisper.*large-?v3", "whisper", {"num_mel_bins": 128}, "128 mel bins, as large-v3 has"),
+    (r"flan-?t5|t5-v1[._]1", "t5", {"feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": True,
+                                     "tie_word_embeddings": False},
+     "gated-GELU feed-forward (wi_0, wi_1), as T5 v1.1 and Flan-T5 have"),
+)
 
-def guess_model_type(name: str, known: set[str] | None = None) -> str:
+
+def pattern_type(name: str, known: set[str] | None = None) -> str | None:
+    """The family a name matches in FAMILY_PATTERNS, or None."""
     lowered = name.lower()
     for pattern, model_type in FAMILY_PATTERNS:
         if re.search(pattern, lowered) and (known is None or model_type in known):
             return model_type
-    return "llama"
+    return None
 
 
-def _shrink(values: dict, ids: dict | None, keep_vocab: bool) -> dict:
+def guess_model_type(name: str, known: set[str] | None = None) -> str:
+    return pattern_type(name, known) or "llama"
+
+
+def name_facts(name: str, model_type: str) -> tuple[dict, str]:
+    """(attributes, what the report says) that `name` fixes for a stand-in of `model_type`."""
+    lowered = name.lower()
+    for pattern, family, attributes, text in NAME_FACTS:
+        if family == model_type and re.search(pattern, lowered):
+            return dict(attributes), text
+    return {}, ""
+
+
+def is_transformers_class(cls) -> bool:
+    return str(getattr(cls, "__module__", "")).split(".", 1)[0] == "transformers"
+
+
+def registered_custom_types() -> dict:
+    """model_type -> config class, for the types a project registered itself (`AutoConfig.register`)."""
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    except Exception:
+        return {}
+    extra = getattr(CONFIG_MAPPING, "_extra_content", None) or {}
+    return {t: c for t, c in extra.items() if isinstance(t, str) and not is_transformers_class(c)}
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"[-_. ]+", "_", text.lower())
+
+
+def type_in_name(name: str, types) -> str | None:
+    """The longest registered model type a name spells (`higgs-audio-v2` spells `higgs_audio`)."""
+    lowered = _normalised(name)
+    hits = [t for t in types if t and re.search(rf"(^|[^a-z0-9]){re.escape(_normalised(t))}($|[^a-z0-9])", lowered)]
+    return max(hits, key=len) if hits else None
+
+
+def top_level_types(custom: dict) -> list[str]:
+    """The registered types that are no other registered type's sub-config (the project's model itself)."""
+    nested = set()
+    for config_class in custom.values():
+        try:
+            values = config_class().to_dict()
+        except Exception:
+            continue
+        for value in values.values():
+            if isinstance(value, dict) and value.get("model_type"):
+                nested.add(value["model_type"])
+    return [t for t in custom if t not in nested]
+
+
+class TokenPlan:
+    """Where a config's special-token ids go in the tiny vocabulary, and the tokens added for them.
+
+    pad/bos/eos/unk (and decoder_start) take the tiny tokenizer's own ids. A token a config names
+    as a string (`audio_in_token = "<|AUDIO|>"`, with `audio_in_token_idx = 128015`) is added to
+    the stand-in tokenizer, and every id field of the same stem gets its id, so text the script
+    tokenizes finds the id the model looks for. An id with no string that falls outside the tiny
+    vocabulary gets a token of its own (one per original value). Ids already inside it are kept.
+    """
+
+    def __init__(self):
+        from lora_codemod.smoke.child.tiny_model import BOS, EOS, PAD, UNK, VOCAB_SIZE
+
+        self.base = VOCAB_SIZE
+        self.fixed = {"pad": PAD, "bos": BOS, "eos": EOS, "unk": UNK}
+        self.tokens: dict[str, int] = {}  # added token text -> id, in the order added
+        self._values: dict[int, int] = {}
+        self.mapped: dict[str, tuple] = {}  # "path.key" -> (original, new): what the report counts
+
+    @property
+    def size(self) -> int:
+        return self.base + len(self.tokens)
+
+    def token(self, text: str) -> int:
+        if text not in self.tokens:
+            self.tokens[text] = self.size
+        return self.tokens[text]
+
+    def collect(self, values: dict) -> None:
+        """First pass: every token string, then every id that needs a token of its own."""
+        for key, value in values.items():
+            if isinstance(value, dict) and (key.endswith("_config") or "model_type" in value):
+                self.collect(value)
+            elif key.endswith("_token") and key not in STANDARD_TOKEN_KEYS and _token_text(value):
+                self.token(value)
+        for key, value in values.items():
+            if key in TOKEN_ID_KEYS or not _is_id(value):
+                continue
+            match = TOKEN_ID_PATTERN.match(key)
+            if match and not _token_text(values.get(match.group("stem") + "_token")):
+                for original in (value if isinstance(value, list) else [value]):
+                    if original >= self.base and original not in self._values:
+                        self._values[original] = self.token(f"<|{match.group('stem')}_{original}|>")
+
+    def new_id(self, key: str, value, values: dict, path: str):
+        """The id `key` gets in the tiny vocabulary (`value` unchanged when it needs none)."""
+        if not _is_id(value):
+            return value
+        if key in TOKEN_ID_KEYS:
+            new = self.fixed[TOKEN_ID_KEYS[key]]
+        else:
+            match = TOKEN_ID_PATTERN.match(key)
+            if not match:
+                return value
+            text = values.get(match.group("stem") + "_token")
+            if _token_text(text):
+                new = self.tokens.get(text, value)
+            elif isinstance(value, list):
+                new = [self._values.get(v, v) for v in value]
+            else:
+                new = self._values.get(value, value)
+        if isinstance(value, list) and not isinstance(new, list):
+            new = new if key in TOKEN_ID_KEYS else [new for _ in value]
+        if new != value:
+            self.mapped[f"{path}{key}"] = (value, new)
+        return new
+
+
+def _is_id(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def _token_text(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64 and not any(c.isspace() for c in value)
+
+
+def _small_value(key: str):
+    if key in SMALL:
+        return SMALL[key]
+    for suffix, value in SMALL_SUFFIXES:
+        if key.endswith(suffix):
+            return value
+    return None
+
+
+def _shrink(values: dict, plan: TokenPlan | None, keep_vocab: bool, path: str = "") -> dict:
     out = dict(values)
     layers = None
     for key, value in values.items():
+        small = _small_value(key)
         if isinstance(value, dict) and (key.endswith("_config") or "model_type" in value):
-            out[key] = _shrink(value, ids, keep_vocab)
-        elif key in SMALL and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            out[key] = _shrink(value, plan, keep_vocab, f"{path}{key}.")
+        elif small is not None and isinstance(value, int) and not isinstance(value, bool) and value > 0:
             if key in ("num_hidden_layers", "n_layer", "num_layers"):
                 layers = value
-            out[key] = min(value, SMALL[key])
+            out[key] = min(value, small)
         elif key in CAPPED and isinstance(value, int) and value > CAPPED[key]:
             out[key] = CAPPED[key]
-        elif key == "vocab_size" and isinstance(value, int) and ids is not None and not keep_vocab:
-            out[key] = ids["size"]
-        elif key in TOKEN_ID_KEYS and ids is not None and not keep_vocab and value is not None:
-            out[key] = ids[TOKEN_ID_KEYS[key]]
+        elif key == "vocab_size" and isinstance(value, int) and plan is not None and not keep_vocab:
+            out[key] = plan.size
+        elif plan is not None and not keep_vocab and value is not None:
+            out[key] = plan.new_id(key, value, values, path)
     for key in LAYER_LISTS:
         if layers and isinstance(out.get(key), list) and len(out[key]) == layers:
             out[key] = out[key][: out.get("num_hidden_layers", 2)]
@@ -106,26 +271,62 @@ def tokenizer_ids() -> dict:
     return {"size": VOCAB_SIZE, "pad": PAD, "bos": BOS, "eos": EOS}
 
 
+class Shrunk:
+    """A shrunk config and what the tiny tokenizer must hold for it."""
+
+    def __init__(self, config, plan: TokenPlan | None, facts: str = ""):
+        self.config = config
+        self.plan = plan
+        self.facts = facts  # what a name fixed ("128 mel bins, as large-v3 has")
+
+    @property
+    def extra_tokens(self) -> list[tuple[str, int]]:
+        return list(self.plan.tokens.items()) if self.plan else []
+
+
+def shrink(config, keep_vocab: bool = False, overrides: dict | None = None, facts: str = "") -> Shrunk:
+    """A new config of the same class with every size shrunk (sub-configs included) and every
+    special-token id inside the tiny vocabulary (`keep_vocab`: the user's own tokenizer is used)."""
+    values = config.to_dict()
+    plan = None if keep_vocab else TokenPlan()
+    if plan is not None:
+        plan.collect(values)
+    shrunk = _shrink(values, plan, keep_vocab)
+    shrunk.update(overrides or {})
+    shrunk.pop("transformers_version", None)
+    return Shrunk(type(config).from_dict(shrunk), plan, facts)
+
+
 def shrink_config(config, keep_vocab: bool = False):
     """A new config of the same class with every size attribute shrunk (sub-configs included)."""
-    values = config.to_dict()
-    shrunk = _shrink(values, tokenizer_ids(), keep_vocab)
-    shrunk.pop("transformers_version", None)
-    return type(config).from_dict(shrunk)
+    return shrink(config, keep_vocab).config
+
+
+def family_standin(model_type: str, name: str = "", overrides: dict | None = None, facts: str = "") -> Shrunk:
+    """Shrunk defaults of transformers' own config for `model_type`, with what `name` fixes
+    (or the `overrides` given)."""
+    from transformers import AutoConfig
+
+    if overrides is None:
+        overrides, facts = name_facts(name, model_type)
+    return shrink(AutoConfig.for_model(model_type), overrides=overrides, facts=facts)
 
 
 def family_config(name: str):
     """Shrunk config of the family guessed from `name` (transformers' own defaults for that type)."""
-    from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    model_type = guess_model_type(name, set(CONFIG_MAPPING.keys()))
-    return shrink_config(AutoConfig.for_model(model_type))
+    return family_standin(guess_model_type(name, set(CONFIG_MAPPING.keys())), name).config
+
+
+def class_standin(config_class) -> Shrunk:
+    """Shrunk defaults of a config class (a project's own, or a concrete model class's)."""
+    return shrink(config_class())
 
 
 def config_for_class(config_class):
     """Shrunk defaults of a concrete model class's own config class (LlavaConfig, CLIPVisionConfig)."""
-    return shrink_config(config_class())
+    return class_standin(config_class).config
 
 
 def default_architecture(model_type: str) -> str | None:
@@ -141,8 +342,9 @@ def default_architecture(model_type: str) -> str | None:
     return None
 
 
-def write_standin_dir(directory: Path, config, like_dir: str | None) -> Path:
-    """config.json, a tokenizer (the user's with --like, else the tiny one) and processor configs."""
+def write_standin_dir(directory: Path, config, like_dir: str | None, extra_tokens=()) -> Path:
+    """config.json, a tokenizer (the user's with --like, else the tiny one, holding `extra_tokens`:
+    (text, id) pairs the config's special-token ids point at) and processor configs."""
     directory.mkdir(parents=True, exist_ok=True)
     if not getattr(config, "architectures", None):
         architecture = default_architecture(config.model_type)
@@ -163,12 +365,26 @@ def write_standin_dir(directory: Path, config, like_dir: str | None) -> Path:
     if not copied:
         from lora_codemod.smoke.child.tiny_model import write_tokenizer
 
-        write_tokenizer(directory)
+        extra = [text for text, _ in extra_tokens]
+        write_tokenizer(directory, extra_tokens=extra)
         family_tokenizer = family_tokenizer_class(getattr(config, "model_type", ""))
         if family_tokenizer and tokenizer_loads(directory, family_tokenizer):
-            write_tokenizer(directory, family_tokenizer)
+            write_tokenizer(directory, family_tokenizer, extra_tokens=extra)
     _write_processor_config(directory, config)
     return directory
+
+
+def _mel_bins(config) -> int | None:
+    """num_mel_bins of the config or of any sub-config (a project's own audio-encoder config)."""
+    value = getattr(config, "num_mel_bins", None)
+    if isinstance(value, int):
+        return value
+    for sub in vars(config).values():
+        if hasattr(sub, "to_dict") and hasattr(sub, "model_type"):
+            value = _mel_bins(sub)
+            if value:
+                return value
+    return None
 
 
 def _write_processor_config(directory: Path, config) -> None:
@@ -185,9 +401,9 @@ def _write_processor_config(directory: Path, config) -> None:
             "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 3,
         }
         (directory / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
-    elif model_type == "whisper":
+    elif model_type == "whisper" or _mel_bins(config):
         processor = {
-            "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": getattr(config, "num_mel_bins", 80),
+            "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": _mel_bins(config) or 80,
             "sampling_rate": 16000, "hop_length": 160, "chunk_length": 30, "n_fft": 400,
             "padding_side": "right", "padding_value": 0.0, "return_attention_mask": False,
         }

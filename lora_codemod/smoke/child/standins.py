@@ -10,11 +10,14 @@ recorded as a `standin` event, so the report lists what did not run for real.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_codemod.smoke.child import shims
+from lora_codemod.smoke.child import families, shims
 
 # from_pretrained keywords that are about loading, not the model's config.
 LOAD_KWARGS = {
@@ -50,6 +53,71 @@ def _split_name(args: tuple, kwargs: dict):
     return None, args, kwargs
 
 
+@dataclass
+class Family:
+    """What a name (or the class asking for it) resolved to: the stand-in directory to use."""
+
+    model_type: str
+    why: str  # "name", "class", "registered", "only registered", "default", each may end in "+like"
+    config_class: object = None  # a class that is not transformers' own: its defaults are shrunk
+    overrides: dict = field(default_factory=dict)  # what the name fixes (NAME_FACTS)
+    facts: str = ""
+    like: bool = False
+    asked_by: str = ""  # the class whose model type decided ("class")
+
+    @property
+    def key(self) -> str:
+        if self.like:
+            return "like"
+        key = self.model_type
+        for attribute, value in sorted(self.overrides.items()):
+            key += f"-{attribute}{value}"
+        return key
+
+    @property
+    def custom(self) -> bool:
+        return self.config_class is not None and not families.is_transformers_class(self.config_class)
+
+
+@dataclass
+class StandInDir:
+    path: Path
+    family: Family
+    extra_tokens: list = field(default_factory=list)  # (text, id) added to the tiny tokenizer
+    mapped: int = 0  # special-token ids moved into the tiny vocabulary
+    like_tokenizer: bool = False
+
+
+def _safe(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
+
+
+def _mapped(shrunk) -> int:
+    return len(shrunk.plan.mapped) if shrunk.plan is not None else 0
+
+
+# Why a name got its family, as the report says it (none for a name's own family).
+WHY = {
+    "class": "asked for by {asked_by}",
+    "registered": "the name spells a model type your code registered",
+    "only registered": "the one model type your code registered with AutoConfig",
+}
+
+
+def _asking_config_class(cls):
+    """The config class whose defaults a stand-in is made from, when the class asking decides:
+    a config or model class that is not transformers' own (a project's `HiggsAudioConfig`,
+    `HiggsAudioModel`); transformers' own classes and the Auto classes leave it to the name."""
+    if cls is None or hasattr(cls, "_model_mapping") or families.is_transformers_class(cls):
+        return None
+    if isinstance(getattr(cls, "model_type", None), str) and hasattr(cls, "to_dict") and hasattr(cls, "from_dict"):
+        return cls  # a config class
+    config_class = getattr(cls, "config_class", None)
+    if isinstance(config_class, type) and getattr(config_class, "model_type", None) is not None:
+        return config_class
+    return None
+
+
 class StandIns:
     """Builds and caches the stand-in directories and models of one child process."""
 
@@ -59,40 +127,104 @@ class StandIns:
         self.like = settings.get("like") or None
         self.cache = Path(settings.get("cache") or os.path.join(os.getcwd(), ".lora-codemod-standins"))
         self.cache_root = settings.get("cache_root")  # the environment's cache (None: build each time)
-        self._dirs: dict[str, Path] = {}
+        self._dirs: dict[str, StandInDir] = {}
+        self._names: dict[str, Family] = {}  # a name keeps the family it first resolved to
+        self._produced: dict[int, weakref.ref] = {}  # configs read from stand-in directories (configs are unhashable)
+
+    # ---- which family a name (or the class asking) stands for
+
+    def like_type(self) -> str | None:
+        if not self.like:
+            return None
+        try:
+            with open(os.path.join(self.like, "config.json"), encoding="utf-8") as handle:
+                return json.load(handle).get("model_type") or None
+        except (OSError, ValueError):
+            return None
+
+    def resolve(self, name, cls=None) -> Family:
+        text = os.fspath(name)
+        config_class = _asking_config_class(cls)
+        if config_class is not None:
+            model_type = getattr(config_class, "model_type", None) or config_class.__name__
+            own = families.is_transformers_class(config_class)
+            overrides, facts = families.name_facts(text, model_type) if own else ({}, "")
+            family = Family(model_type, "class", None if own else config_class, overrides, facts,
+                            asked_by=getattr(cls, "__name__", ""))
+        elif text in self._names:
+            return self._names[text]
+        else:
+            family = self._from_name(text)
+        if self.like and family.model_type == self.like_type():
+            family = Family(family.model_type, family.why + "+like", family.config_class, like=True,
+                            asked_by=family.asked_by)
+        self._names[text] = family
+        return family
+
+    def _from_name(self, text: str) -> Family:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+        custom = families.registered_custom_types()
+        hit = families.type_in_name(text, custom)
+        if hit:
+            return Family(hit, "registered", custom[hit])
+        model_type = families.pattern_type(text, set(CONFIG_MAPPING.keys()))
+        if model_type:
+            overrides, facts = families.name_facts(text, model_type)
+            return Family(model_type, "name", None, overrides, facts)
+        like_type = self.like_type()
+        if like_type:
+            return Family(like_type, "default", custom.get(like_type))
+        top = families.top_level_types(custom)
+        if len(top) == 1:
+            return Family(top[0], "only registered", custom[top[0]])
+        return Family("llama", "default")
 
     # ---- directories: config.json + tokenizer (+ processor config) per family
 
-    def family_dir(self, name: str) -> tuple[Path, str]:
-        from lora_codemod.smoke.child import families
+    def family_dir(self, name, cls=None) -> tuple[Path, str]:
+        entry = self.standin_dir(name, cls)
+        return entry.path, entry.family.model_type
 
+    def standin_dir(self, name, cls=None) -> StandInDir:
         with _lock:
-            if self.like:
-                key = "like"
-            else:
-                from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-                key = families.guess_model_type(os.fspath(name), set(CONFIG_MAPPING.keys()))
+            family = self.resolve(name, cls)
+            key = family.key
             if key not in self._dirs:
-                directory = self.cache / f"{key}-rank{self.log.rank}-pid{os.getpid()}"
-                if self.like:  # the user's directory decides what is written: made for this run
-                    families.write_standin_dir(directory, self.like_config(), self.like)
+                directory = self.cache / f"{_safe(key)}-rank{self.log.rank}-pid{os.getpid()}"
+                if family.like:  # the user's directory decides what is written: made for this run
+                    shrunk = self.like_config(family)
+                    families.write_standin_dir(directory, shrunk.config, self.like, shrunk.extra_tokens)
+                    entry = StandInDir(directory, family, shrunk.extra_tokens, _mapped(shrunk),
+                                       self._like_has_tokenizer())
+                elif family.custom:  # the project's own class: its code decides, so made for this run
+                    shrunk = families.class_standin(family.config_class)
+                    families.write_standin_dir(directory, shrunk.config, None, shrunk.extra_tokens)
+                    entry = StandInDir(directory, family, shrunk.extra_tokens, _mapped(shrunk))
                 else:
                     from lora_codemod.smoke.child import cache
 
-                    def build(target, name=os.fspath(name)):
-                        families.write_standin_dir(target, families.family_config(name), None)
+                    shrunk = families.family_standin(family.model_type, overrides=family.overrides, facts=family.facts)
+
+                    def build(target, shrunk=shrunk):
+                        families.write_standin_dir(target, shrunk.config, None, shrunk.extra_tokens)
 
                     cache.materialise(self.cache_root, f"standin-{key}", build, directory)
-                self._dirs[key] = directory
-            return self._dirs[key], key
+                    entry = StandInDir(directory, family, shrunk.extra_tokens, _mapped(shrunk))
+                self._dirs[key] = entry
+            return self._dirs[key]
 
-    def like_config(self):
+    def like_config(self, family: Family | None = None):
         from transformers import AutoConfig
 
-        from lora_codemod.smoke.child import families
-
-        return families.shrink_config(AutoConfig.from_pretrained(self.like), keep_vocab=self._like_has_tokenizer())
+        keep = self._like_has_tokenizer()
+        try:
+            config = AutoConfig.from_pretrained(self.like)
+        except (ValueError, KeyError):
+            if family is None or family.config_class is None:
+                raise
+            config = family.config_class.from_pretrained(self.like)  # a type the project never registered
+        return families.shrink(config, keep_vocab=keep)
 
     def _like_has_tokenizer(self) -> bool:
         names = set(os.listdir(self.like)) if self.like and os.path.isdir(self.like) else set()
@@ -105,10 +237,16 @@ class StandIns:
 
         config_class = getattr(cls, "config_class", None)
         is_auto = hasattr(cls, "_model_mapping")
-        directory, _ = self.family_dir(name)
+        entry = self.standin_dir(name, cls)
+        directory = entry.path
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(str(directory))
+        try:
+            config = AutoConfig.from_pretrained(str(directory))
+        except (ValueError, KeyError):
+            if is_auto or config_class is None:
+                raise
+            config = config_class.from_pretrained(str(directory))  # a type the project never registered
         if not is_auto and config_class is not None and not isinstance(config, config_class):
             # A concrete class of another family than the name suggests (LlavaLlamaForCausalLM on a
             # vicuna name, CLIPVisionModel on a CLIP name): its sub-config, else its own defaults.
@@ -122,7 +260,15 @@ class StandIns:
         user_config = kwargs.get("config")
         from transformers import PretrainedConfig
 
-        config = user_config if isinstance(user_config, PretrainedConfig) else self.model_config(cls, name)
+        if isinstance(user_config, PretrainedConfig):
+            config = user_config
+            if not self._is_standin(config):
+                # config= built or loaded by the script at full size: shrunk like a stand-in's
+                # (its token ids mapped the same way), so the tiny tokenizer still fits it.
+                config = families.shrink(config).config
+                self.log.standin("config", f"config= given for {os.fspath(name)} -> shrunk ({config.model_type})")
+        else:
+            config = self.model_config(cls, name)
         for key in list(kwargs):
             if key not in LOAD_KWARGS and hasattr(config, key):
                 setattr(config, key, kwargs[key])
@@ -155,6 +301,19 @@ class StandIns:
             return model, {"missing_keys": [], "unexpected_keys": [], "mismatched_keys": [], "error_msgs": []}
         return model
 
+    def produced(self, config) -> None:
+        """A config loaded from a stand-in directory (and its sub-configs): already tiny."""
+        for value in [config, *vars(config).values()]:
+            if hasattr(value, "to_dict") and hasattr(value, "model_type"):
+                try:
+                    self._produced[id(value)] = weakref.ref(value)
+                except TypeError:
+                    pass
+
+    def _is_standin(self, config) -> bool:
+        ref = self._produced.get(id(config))
+        return ref is not None and ref() is config
+
     def _load_for_real(self, cls, model, kwargs: dict, original):
         from lora_codemod.smoke.child.instrument import unrecorded
 
@@ -169,15 +328,38 @@ class StandIns:
     # ---- everything read from a directory: tokenizers, processors, configs
 
     def redirect(self, kind: str, cls, name) -> str:
-        directory, family = self.family_dir(name)
-        if self.like and kind == "tokenizer" and self._like_has_tokenizer():
-            what = f"{os.fspath(name)} -> your tokenizer from --like"
-        elif self.like:
-            what = f"{os.fspath(name)} -> --like config, shrunk"
+        entry = self.standin_dir(name, cls)
+        self.log.standin(kind, f"{os.fspath(name)} -> {self.describe(kind, entry)}")
+        return str(entry.path)
+
+    def describe(self, kind: str, entry: StandInDir) -> str:
+        """What a name really got, in the report's words."""
+        family = entry.family
+        extra = [text for text, _ in entry.extra_tokens]
+        if family.like and kind == "tokenizer":
+            what = ("your tokenizer from --like" if entry.like_tokenizer
+                    else "the tiny tokenizer (the --like directory has none)")
+        elif family.like:
+            what = f"--like config ({family.model_type}), shrunk"
+        elif family.custom and kind != "tokenizer":
+            what = f"tiny {family.model_type} stand-in: {family.config_class.__name__}'s defaults, shrunk"
         else:
-            what = f"{os.fspath(name)} -> tiny {family} stand-in" + (" (ChatML template)" if kind == "tokenizer" else "")
-        self.log.standin(kind, what)
-        return str(directory)
+            what = f"tiny {family.model_type} stand-in"
+        if family.facts:
+            what += f" ({family.facts})"
+        if kind == "tokenizer" and extra and not (family.like and entry.like_tokenizer):
+            shown = ", ".join(extra[:4]) + (f" and {len(extra) - 4} more" if len(extra) > 4 else "")
+            what += f" with {family.model_type}'s special tokens ({shown})"
+        elif kind != "tokenizer" and entry.mapped and (family.custom or family.like):
+            what += f"; {entry.mapped} special-token ids mapped into the tiny vocabulary"
+        why = WHY.get(family.why.split("+")[0])
+        if family.why.startswith("default") and family.like:
+            why = "an unknown name: --like's model type"
+        if why:
+            what += f" ({why.format(asked_by=family.asked_by)})"
+        if kind == "tokenizer" and not (family.like and entry.like_tokenizer):
+            what += " (ChatML template)"
+        return what
 
 
 def real_load_features(kwargs: dict) -> list[str]:
@@ -213,6 +395,10 @@ def _patch_loader(owner, kind: str, standins: StandIns, settings: dict) -> None:
             name = standins.redirect(kind, cls, name)
             for key in ("revision", "subfolder", "token", "use_auth_token", "cache_dir"):
                 kwargs.pop(key, None)
+            result = original(cls, name, *rest, **kwargs)
+            if kind == "config":
+                standins.produced(result[0] if isinstance(result, tuple) else result)
+            return result
         if name is None:
             return original(cls, *rest, **kwargs)
         return original(cls, name, *rest, **kwargs)

@@ -87,8 +87,10 @@ def _metaspace(module):
         return module.Metaspace(replacement=SPACE, add_prefix_space=True)
 
 
-def build_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+def build_tokenizer(extra_tokens=()):
+    """`extra_tokens`: special tokens added after the vocabulary (ids VOCAB_SIZE, VOCAB_SIZE + 1, ...),
+    the ones a stand-in config's special-token ids point at."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.Unigram([(p, s) for p, s, _ in PIECES], unk_id=UNK))
@@ -108,6 +110,11 @@ def build_tokenizer():
         model_max_length=MAX_LENGTH,
     )
     tokenizer.chat_template = CHAT_TEMPLATE
+    if extra_tokens:
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in extra_tokens], special_tokens=True)
+        ids = tokenizer.convert_tokens_to_ids(list(extra_tokens))
+        if ids != list(range(VOCAB_SIZE, VOCAB_SIZE + len(extra_tokens))):
+            raise RuntimeError(f"the stand-in tokenizer's added tokens got ids {ids}")
     return tokenizer
 
 
@@ -148,7 +155,7 @@ def _transformers_major() -> int:
     return int(transformers.__version__.split(".")[0])
 
 
-def write_tokenizer(directory: str | Path, tokenizer_class: str = "PreTrainedTokenizerFast") -> None:
+def write_tokenizer(directory: str | Path, tokenizer_class: str = "PreTrainedTokenizerFast", extra_tokens=()) -> None:
     """tokenizer.json (fast), tokenizer.model (sentencepiece), on transformers 4.x vocab.json +
     merges.txt (byte-level BPE), all with the same ids, and the chat template.
 
@@ -157,7 +164,7 @@ def write_tokenizer(directory: str | Path, tokenizer_class: str = "PreTrainedTok
     """
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
-    build_tokenizer().save_pretrained(path)
+    build_tokenizer(extra_tokens).save_pretrained(path)
     proto = spm.model_proto(PIECES, unk_id=UNK, bos_id=BOS, eos_id=EOS, pad_id=PAD)
     (path / "tokenizer.model").write_bytes(proto)
     (path / "spiece.model").write_bytes(proto)  # the name T5Tokenizer and friends look for
