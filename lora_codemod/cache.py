@@ -73,6 +73,62 @@ class ResultCache:
         self.warn = warn
         self.writable = True
         self.hits = self.misses = 0
+        self._clean: dict[str, list[int]] | None = None  # path -> stat of a file the text test passed over
+        self._clean_seen: dict[str, list[int]] = {}
+
+    # -- files no rule can act on ---------------------------------------------------------------
+    # Most files of a tree fail the text test. Those that cannot depend on anything but their own
+    # bytes (no save call: LC007's configs beside a file only matter to files that save) are
+    # remembered by their stat (size, mtime, ctime, inode: an edit always changes ctime), so a
+    # second run does not even read them.
+    @staticmethod
+    def _stat_key(st: os.stat_result) -> list[int]:
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+    def _clean_file(self) -> str:
+        return os.path.join(self.directory, "clean-" + hashlib.sha256(self.settings.encode()).hexdigest()[:16] + ".json")
+
+    def known_clean(self, path: str) -> bool:
+        if self._clean is None:
+            try:
+                with open(self._clean_file(), "rb") as handle:
+                    data = json.loads(handle.read())
+                self._clean = data if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._clean = {}
+        known = self._clean.get(os.path.abspath(path))
+        if known is None:
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if known == self._stat_key(st):
+            self._clean_seen[os.path.abspath(path)] = known
+            return True
+        return False
+
+    def mark_clean(self, path: str, source: bytes, st: os.stat_result) -> None:
+        if b"save_pretrained" not in source and b"save_model" not in source:
+            self._clean_seen[os.path.abspath(path)] = self._stat_key(st)
+
+    def flush(self) -> None:
+        """Write what this run learnt about clean files (merged with what others wrote)."""
+        if not self.writable or not self._clean_seen:
+            return
+        known = dict(self._clean or {})
+        known.update(self._clean_seen)
+        if known == self._clean:
+            return
+        target = self._clean_file()
+        tmp = f"{target}.{os.getpid()}.tmp"
+        try:
+            self._prepare()
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(known, handle, separators=(",", ":"))
+            os.replace(tmp, target)
+        except OSError as exc:
+            self._fail(exc, tmp)
 
     # -- keys -------------------------------------------------------------------------------
     def key(self, path: str, source: bytes) -> str:
@@ -150,22 +206,25 @@ class ResultCache:
             "skipped": result.skipped,
         }
         target = self._entry(key)
+        tmp = f"{target}.{os.getpid()}.tmp"
         try:
             self._prepare()
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.{os.getpid()}.tmp"
             with open(tmp, "w", encoding="utf-8") as handle:
                 json.dump(data, handle, separators=(",", ":"))
             os.replace(tmp, target)
         except OSError as exc:
-            self.writable = False
-            try:
-                os.unlink(tmp)  # type: ignore[possibly-undefined]
-            except (OSError, NameError):
-                pass
-            if self.warn is not None:
-                self.warn(f"warning: cannot write the cache in {self.root} ({(exc.strerror or str(exc)).lower()}); "
-                          "running without it")
+            self._fail(exc, tmp)
+
+    def _fail(self, exc: OSError, tmp: str) -> None:
+        self.writable = False
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if self.warn is not None:
+            self.warn(f"warning: cannot write the cache in {self.root} ({(exc.strerror or str(exc)).lower()}); "
+                      "running without it")
 
     def _prepare(self) -> None:
         """The cache root, ignored by git and marked as a cache (CACHEDIR.TAG), as ruff's is."""

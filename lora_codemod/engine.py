@@ -573,6 +573,8 @@ def run_files(
             if not isinstance(item, str):  # a discovery problem
                 progress.errors += 1
                 queue.append(FileOutcome(SourceResult(item.path, b"", b"", error=SourceError(item.path, item.message))))
+            elif cache is not None and cache.known_clean(item):
+                queue.append(FileOutcome(SourceResult(item, b"", b"")))  # no rule can act on it
             else:
                 try:
                     source, before = read_source(item)
@@ -604,6 +606,8 @@ def run_files(
                     else:
                         # A file no rule can act on: nothing of it is kept.
                         queue.append(FileOutcome(SourceResult(item, b"", b"")))
+                        if cache is not None:
+                            cache.mark_clean(item, source, before)
             progress.scanned += 1
             # -j 1 finishes every file at once; with a pool, what is done, in order.
             while queue and (ready(queue[0]) or (pool is None and not held)):
@@ -614,6 +618,8 @@ def run_files(
             yield finish(queue.popleft())
             if on_progress is not None:
                 on_progress(progress)
+        if cache is not None:
+            cache.flush()
     finally:
         if pool is not None:
             _stop_pool(pool)

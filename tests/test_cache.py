@@ -186,3 +186,25 @@ def test_two_runs_at_once(tree):
     assert not [p for p in (tree / DIRECTORY).rglob("*.tmp")]  # no half-written entry left
     again = run(tree, "--check", ".")
     assert (again.stdout, again.stderr, again.returncode) == outputs[0]
+
+
+def test_a_clean_file_is_remembered_by_its_stat_and_an_edit_is_seen(tmp_path):
+    clean = tmp_path / "util.py"
+    clean.write_bytes(b"def helper(x):\n    return x + 1\n")
+    run(tmp_path, "--check", ".")
+    (manifest,) = (tmp_path / DIRECTORY).rglob("clean-*.json")
+    assert str(clean) in json.loads(manifest.read_text())
+    clean.write_bytes(STALE)  # the same path, now a script that needs the fix
+    got = run(tmp_path, "--check", ".")
+    assert got.returncode == 1 and b"LC001" in got.stdout
+
+
+def test_a_file_that_saves_is_never_remembered_as_clean(tmp_path):
+    """What LC007 reads beside a file can change its answer: such a file is read every time."""
+    script = tmp_path / "export.py"
+    script.write_bytes(b"model = load()\ntrainer.train()\ntrainer.save_model('out')\n")
+    assert run(tmp_path, "--check", ".").returncode == 0
+    (tmp_path / "ds_config.json").write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    got = run(tmp_path, "--check", ".")
+    assert got.stdout == run(tmp_path, "--check", "--no-cache", ".").stdout
+    assert b"LC007" in got.stdout
