@@ -620,6 +620,9 @@ def run_files(
                 on_progress(progress)
         if cache is not None:
             cache.flush()
+        if pool is not None:  # every result is in: a clean shutdown (no worker is left to stop)
+            pool.shutdown(wait=True)
+            pool = None
     finally:
-        if pool is not None:
+        if pool is not None:  # interrupted, or a caller that stopped early: stop the workers now
             _stop_pool(pool)
