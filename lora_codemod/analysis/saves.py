@@ -113,7 +113,11 @@ class SaveFacts:
             return save
         if not trainers:
             save.kind = Kind.NO_TRAINER
-            if not self.facts.trainer_names():
+            cls = at.scope.cls
+            if cls is not None and cls.name.value in self.index.subclasses_of("TrainerCallback"):
+                save.reason = (f"a save in the callback `{cls.name.value}.{at.scope.name}`: the Trainer hands it "
+                               "its model at run time (LC006 checks which ranks run it)")
+            elif not self.facts.trainer_names():
                 save.reason = "no Trainer is built in this file"
             else:
                 save.reason = f"no Trainer built in this file reaches this save in `{at.scope.name}`"

@@ -129,11 +129,20 @@ def _movable(ctx: RuleContext, at: Located) -> tuple[cst.If | None, str]:
     """The guard whose first statement the call is, when moving it out is safe."""
     statement = at.statement()
     chain = at.ancestors
+    inner: tuple[cst.If, bool] | None = None  # an `if` between the call and the guard
     for i in range(len(chain) - 1, 0, -1):
         node = chain[i]
         if not isinstance(node, cst.If):
             continue
-        if chain[i + 1] is not node.body:
+        in_body = chain[i + 1] is node.body
+        if not is_guarded_path([(node.test, in_body)]):  # not the guard itself: an `if` inside it
+            inner = inner or (node, in_body)
+            continue
+        if inner is not None:
+            test = " ".join(cst.Module(body=[]).code_for_node(inner[0].test).split())
+            where = f"the body of `if {test}:`" if inner[1] else f"the `else` of `if {test}:`"
+            return None, f"it sits in {where} inside the guard"
+        if not in_body:
             return None, "the guard is an `else`/`elif` branch"
         if id(node) in ctx.index.is_elif:
             return None, "the guard is an `elif` branch"
