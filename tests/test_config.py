@@ -108,7 +108,7 @@ def test_config_command_prints_values_and_origins(project):
     assert lines[0] == "configuration file: pyproject.toml"
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == {"select", "ignore", "flag-pattern", "exclude", "extend-exclude", "output-format",
-                         "trainer-classes", "unsafe-fixes"}
+                         "trainer-classes", "unsafe-fixes", "cache-dir"}
     assert rows["ignore"].endswith('= ["LC004"]  # pyproject.toml')
     assert rows["output-format"].endswith('= "github"  # pyproject.toml')
     assert rows["select"].endswith("= (every rule)  # default")
