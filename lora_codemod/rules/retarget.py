@@ -16,7 +16,7 @@ import libcst as cst
 
 from lora_codemod.analysis.index import Scope
 from lora_codemod.analysis.names import callee_name, dotted_prefix_nodes
-from lora_codemod.analysis.saves import Save
+from lora_codemod.analysis.saves import Kind, Save
 from lora_codemod.findings import Status
 from lora_codemod.rules.base import RuleContext
 
@@ -78,6 +78,7 @@ def retarget(ctx: RuleContext, save: Save, code: str, message: str, report: bool
     ctx.plan.rename(save.leading_node, name)
     if save.owner is not None:
         _retarget_tests(ctx, save, name)
+        _retarget_dead_siblings(ctx, save, name)
     if report:
         ctx.report(code, save.call, message, Status.FIXED)
     return True
@@ -94,6 +95,16 @@ def _retarget_tests(ctx: RuleContext, save: Save, name: str) -> None:
                 if prefix == save.leading:
                     ctx.plan.rename(node, name)
                     break
+
+
+def _retarget_dead_siblings(ctx: RuleContext, save: Save, name: str) -> None:
+    """A save of the same name in the same block that cannot run (the `else:` of
+    `hasattr(model, "model")` on a wrapper that always has it) gets no finding of its own, but
+    saves through the same name as its siblings: the block does not end up mixing two receivers."""
+    for other in ctx.saves:
+        if (other.dead and other is not save and other.owner is save.owner and other.leading == save.leading
+                and other.leading_node is not None and other.kind is Kind.TRAINED):
+            ctx.plan.rename(other.leading_node, name)
 
 
 def _inspecting_calls(test: cst.BaseExpression) -> list[cst.Call]:
