@@ -199,11 +199,13 @@ class WrapperFacts:
         setup = Setup(wrapper=wrapper_cls, where="")
         wheres: list[str] = []
         # Same-file setup functions called with the wrapper: `model = setup_lora_config(model, cfg)`.
+        visited: set[str] = set()
         for obj in through_setups(objects, self.index):
-            if obj.kind != "wrap" or obj.label not in self.index.peft_factories:
+            if obj.kind != "wrap" or obj.label not in self.index.peft_factories or obj.label in visited:
                 continue
             if not (obj.ancestors() & instances or set(obj.inner) & instances):
                 continue
+            visited.add(obj.label)
             for scope in self.index.functions.get(obj.label, ()):
                 root = _first_parameter(scope)
                 if root is None:
@@ -220,7 +222,7 @@ class WrapperFacts:
             if scope.cls is not None and scope.cls.name.value == wrapper_cls.name and scope.self_name:
                 holds = (lambda name, _b, s=scope.self_name: name == s)
             else:
-                holds = (lambda name, b, s=scope: name != "self" and self._holds(name, b.at, instances))
+                holds = (lambda name, b: name != "self" and self._holds(name, b.at, instances))
             found = self._placements_in(scope, wrapper_cls, holds, direct_only=True)
             if found:
                 setup.placements += found
