@@ -5,6 +5,9 @@
 1. every fixture script under `smoke` (patched), single process and `--nproc 2`;
 2. the instrumentation's overhead on a run that needs no stand-in: the same script and arguments
    run by plain `python` and by the smoke bootstrap with every hook installed;
+4. a chatty child (`--only chatty`): a script that logs a traceback per failed sample until it has
+   printed 100 MB, under smoke (and with -v piped to a file): the parent's CPU while it watched,
+   against the child's (goal <= 10%), and what the log kept;
 3. the overhead pair (goal <= 1.3x): `smoke train_single.py -- --model_path {tiny_model} ...`,
    the second run in an environment (its cache filled), against plain `python` running the same
    patched script on a tiny model made beforehand; with where the smoke run's extra time went.
@@ -146,10 +149,53 @@ def overhead_pair(repeat: int, device: str, json_path: str | None) -> dict:
     return result
 
 
+CHATTY = """
+import logging, sys
+logging.basicConfig(level=logging.INFO)
+logger = logging.getLogger("dataset")
+def load_sample(index):
+    raise FileNotFoundError(f"sample {index}: audio file missing")
+printed, index = 0, 0
+while printed < LIMIT:
+    try:
+        load_sample(index)
+    except Exception as e:
+        logger.error(f"Error processing sample at index {index}: {e}", exc_info=True)
+    printed += 420  # about what one record above prints
+    index += 1
+print("done")
+"""
+
+
+def chatty(limit: int = 100_000_000) -> dict:
+    """Parent CPU against the child's on a script printing `limit` bytes (goal <= 10%)."""
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        script = Path(work) / "chatty.py"
+        script.write_text(CHATTY.replace("LIMIT", str(limit)))
+        print("chatty child                 printed    kept in log   child CPU  parent CPU  parent/child (goal <= 10%)")
+        for label, extra in (("quiet", []), ("-v, piped to a file", ["-v"])):
+            with open(Path(work) / "stream.txt", "wb") as stream:
+                result = subprocess.run([sys.executable, "-c", "from lora_codemod.cli import main; main()", "smoke",
+                                         str(script), "--no-fix", "--device", "cpu", "--json", *extra],
+                                        stdout=subprocess.PIPE, stderr=stream, cwd=work)
+            run = json.loads(result.stdout)["runs"][-1]
+            child, parent = run["timings"]["child cpu"], run["timings"]["parent cpu"]
+            kept = run["output_bytes"] - run["output_cut_bytes"]
+            ratio = parent / child if child else float("inf")
+            streamed = (Path(work) / "stream.txt").stat().st_size
+            results[label] = {"printed": run["output_bytes"], "kept": kept, "child_cpu": child, "parent_cpu": parent,
+                              "ratio": round(ratio, 4), "streamed": streamed}
+            print(f"{label:22} {run['output_bytes'] / 1e6:8.1f} MB {kept / 1e6:9.2f} MB {child:9.2f} s {parent:9.3f} s  "
+                  f"{ratio:6.1%} ({'met' if ratio <= 0.10 else 'NOT met'})"
+                  + (f"; streamed {streamed / 1e6:.1f} MB" if extra else ""))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--only", choices=("runs", "overhead", "pair"))
+    parser.add_argument("--only", choices=("runs", "overhead", "pair", "chatty"))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="for the overhead pair")
     parser.add_argument("--json", dest="json_path", help="write the overhead pair's figures here")
     args = parser.parse_args()
@@ -159,6 +205,8 @@ def main() -> None:
         overhead(args.repeat)
     if args.only in (None, "pair"):
         overhead_pair(args.repeat, args.device, args.json_path)
+    if args.only in (None, "chatty"):
+        chatty()
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ def tiny_model(directory: Path, force: bool) -> None:
 )
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds before every process is stopped.")
 @click.option("--keep", is_flag=True, help="Keep the temporary directory ({output_dir}, tiny model, logs).")
-@click.option("--verbose", "-v", is_flag=True, help="Stream the script's output (terminal only).")
+@click.option("--verbose", "-v", is_flag=True, help="Stream the script's output to stderr as it comes (piped too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def smoke(
     script: Path,
@@ -256,7 +256,7 @@ def smoke(
     from rich.console import Console
 
     from lora_codemod.smoke.device import LaunchError, plan_for_this_machine, plan_launch
-    from lora_codemod.smoke.report import QuietStatus, TerminalStatus, render_session
+    from lora_codemod.smoke.report import QuietStatus, StreamingStatus, TerminalStatus, render_session
     from lora_codemod.smoke.runner import SmokeRequest, SmokeUsageError, run_smoke
 
     try:
@@ -269,8 +269,13 @@ def smoke(
         _fail_usage(str(exc))
 
     status_console = Console(stderr=True, highlight=False)
-    # The live line and --verbose streaming are for a person at a terminal; piped output stays clean.
-    sink = TerminalStatus(status_console) if status_console.is_terminal else QuietStatus()
+    # -v streams the script's output to stderr as it comes, to a terminal or a pipe alike (then no
+    # live line: it would be redrawn over the output). Without -v, a terminal gets the live line.
+    stream_to = (getattr(sys.stderr, "buffer", None) or os.fdopen(os.dup(2), "wb")) if verbose else None
+    if verbose:
+        sink = StreamingStatus(status_console)
+    else:
+        sink = TerminalStatus(status_console) if status_console.is_terminal else QuietStatus()
     modes = ("unpatched", "patched") if compare else (("unpatched",) if no_fix else ("patched",))
     request = SmokeRequest(
         script=script,
@@ -281,7 +286,8 @@ def smoke(
         timeout=timeout,
         modes=modes,
         keep=keep,
-        verbose=verbose and status_console.is_terminal,
+        verbose=verbose,
+        stream_to=stream_to,
         max_steps=max_steps,
         standins=not no_standins,
         like=str(like) if like else None,

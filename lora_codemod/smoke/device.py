@@ -140,8 +140,12 @@ def plan_for_this_machine(device: str, nproc: int) -> LaunchPlan:
     return plan_launch(device, nproc, available, count, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
-def launch_command(plan: LaunchPlan, script_args: list[str], python: str | None = None) -> list[str]:
-    """The child's argv: the bootstrap module, under torchrun of this interpreter when nproc > 1."""
+def launch_command(plan: LaunchPlan, script_args: list[str], python: str | None = None,
+                   rank_logs: str | None = None) -> list[str]:
+    """The child's argv: the bootstrap module, under torchrun of this interpreter when nproc > 1.
+
+    `rank_logs`: a directory where torchrun keeps each rank's own output (and error file) while
+    still printing it, each line prefixed with its rank (`--log-dir ... --tee 3`)."""
     python = python or sys.executable
     bootstrap = ["-m", "lora_codemod.smoke.child.bootstrap", *script_args]
     if not plan.distributed:
@@ -157,5 +161,6 @@ def launch_command(plan: LaunchPlan, script_args: list[str], python: str | None 
         "1",
         "--nproc_per_node",
         str(plan.nproc),
+        *(["--log-dir", rank_logs, "--tee", "3"] if rank_logs else []),
         *bootstrap,
     ]

@@ -139,11 +139,27 @@ def render_run(console: Console, run: SmokeRun) -> None:
         console.print(Text("saves by rank: none recorded", style="yellow"))
     if run.all_checks():
         console.print(checks_table(run.all_checks(), title=f"checks of {_shown_dir(run.adapter_dir, run)}"))
-    if run.crashed and run.output_tail:
-        console.print(Text("last lines of the script's output:", style="bold"))
-        for line in run.output_tail[-15:]:
-            console.print(Text("  " + line))
+    if run.crashed:
+        for line in crash_lines(run):
+            console.print(line)
     console.print(verdict_text(run))
+
+
+def crash_lines(run: SmokeRun, whose: str = "the script's") -> list[Text]:
+    """What a crash shows: under torchrun, the first failing rank's own traceback (or its own log),
+    not torchrun's summary; in one process, the last lines of the output (the traceback among them)."""
+    exception = run.exception or {}
+    if run.plan.distributed and exception.get("traceback"):
+        title = f"traceback of rank {exception.get('rank')} (the first rank to fail):"
+        lines = str(exception["traceback"]).rstrip("\n").splitlines()[-30:]
+    elif run.plan.distributed and run.rank_failure and run.rank_failure.get("lines"):
+        title = f"rank {run.rank_failure['rank']} failed first; the end of {run.rank_failure['from']}:"
+        lines = run.rank_failure["lines"]
+    elif run.output_tail:
+        title, lines = f"last lines of {whose} output:", run.output_tail[-15:]
+    else:
+        return []
+    return [Text(title, style="bold"), *(Text("  " + line) for line in lines)]
 
 
 def _adapter_source(run: SmokeRun) -> str:
@@ -169,6 +185,7 @@ STANDIN_LABELS = {
     "steps": "step cap",
     "tracker": "tracker",
     "hub": "hub upload",
+    "download": "hub download",
 }
 
 
@@ -240,10 +257,9 @@ def render_compare(console: Console, session: SmokeSession) -> None:
     table.add_row("verdict", verdict_text(unpatched), verdict_text(patched))
     console.print(table)
     for run in session.runs:
-        if run.crashed and run.output_tail:
-            console.print(Text(f"last lines of the {run.label} run's output:", style="bold"))
-            for line in run.output_tail[-15:]:
-                console.print(Text("  " + line))
+        if run.crashed:
+            for line in crash_lines(run, f"the {run.label} run's"):
+                console.print(line)
 
 
 def render_session(console: Console, session: SmokeSession) -> None:
@@ -277,13 +293,20 @@ class TerminalStatus(StatusSink):
             f"[bold]{escape(self.label)}[/] {elapsed:5.1f}s  [cyan]{escape(phase)}[/]  [dim]{escape(last)}[/]"
         )
 
-    def line(self, text: str) -> None:
-        self.console.print(Text(text), highlight=False)
-
     def stop(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+
+class StreamingStatus(StatusSink):
+    """-v: the script's own output streams to stderr; each run starts with a line naming it."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def start(self, label: str) -> None:
+        self.console.print(Text(f"── {label}: the script's output follows ──", style="bold"))
 
 
 class QuietStatus(StatusSink):

@@ -138,6 +138,7 @@ class SmokeRequest:
     like: str | None = None
     python: str | None = None
     unsafe_fixes: bool = False  # patch with `fix --unsafe-fixes`
+    stream_to: object = None  # -v: a binary stream that gets the script's output as it comes
 
 
 @dataclass
@@ -237,13 +238,15 @@ def _run_mode(
         "verify": {"adapter_dir": adapter_dir_asked, "default_dir": str(output_dir), "base_model": base_model},
         "share_gpus": {"visible": list(plan.shared_gpus)} if plan.shared_gpus else None,
     }
-    command = launch_command(plan, script_args, request.python)
+    rank_logs = str(mode_dir / "ranks") if plan.distributed else None
+    command = launch_command(plan, script_args, request.python, rank_logs)
     env = child_environment(plan, str(code_path), str(script), str(events_dir), settings, pythonpath)
     log_path = str(mode_dir / "output.log")
 
     sink.start(f"{mode} run of {script.name}")
     try:
-        outcome = run_child(command, env, str(events_dir), log_path, request.timeout, sink, request.verbose, cwd=str(work))
+        outcome = run_child(command, env, str(events_dir), log_path, request.timeout, sink, request.stream_to,
+                            cwd=str(work))
     finally:
         sink.stop()
 
@@ -283,9 +286,15 @@ def _run_mode(
         missing_saves=records.collect_missing_saves(events),
     )
     if run.exception is not None:
-        run.exception = {k: run.exception.get(k) for k in ("type", "message", "where", "rank")}
+        run.exception = {k: run.exception.get(k) for k in ("type", "message", "where", "rank", "traceback")}
+    elif run.crashed and plan.distributed and rank_logs:
+        run.rank_failure = rank_failure(rank_logs, outcome.output_tail)
+    _say_what_became_of_downloads(run)
     run.timings.update(records.collect_timings(events))
     run.timings["child"] = round(outcome.wall_seconds, 3)
+    run.timings["parent cpu"] = outcome.parent_cpu  # CPU seconds while it watched the child
+    run.timings["child cpu"] = outcome.child_cpu  # the child's whole process tree
+    run.output_bytes, run.output_cut_bytes = outcome.output_bytes, outcome.output_cut_bytes
     if not run.crashed:
         run.verify = records.child_verify(events, run.adapter_dir, base_model)
         if run.verify is None:  # the child could not verify it (or chose another directory): here
@@ -298,6 +307,63 @@ def _run_mode(
             run.timings["verify (parent)"] = round(time.perf_counter() - started, 3)
         run.run_checks = run_checks(run)
     return run
+
+
+def _say_what_became_of_downloads(run: SmokeRun) -> None:
+    """A failed hub download the script tolerated, or the one that stopped it."""
+    message = str((run.exception or {}).get("message") or "")
+    for item in run.standins:
+        if item["what"] != "download":
+            continue
+        reason = item["detail"].split(": ", 1)[-1]
+        if run.crashed and message and (reason in message or message in reason):
+            item["detail"] += "; the script stopped there"
+        elif not run.crashed:
+            item["detail"] += "; the script caught the error and went on without it"
+
+
+ROOT_CAUSE = "Root Cause (first observed failure):"
+
+
+def rank_failure(rank_logs: str, output_tail: list[str]) -> dict | None:
+    """The first rank to fail when no Python exception was recorded (killed by a signal, sys.exit,
+    a crash in C): torchrun's root-cause summary names it; its error file, else its own log, says why."""
+    rank = local_rank = exit_text = None
+    if ROOT_CAUSE in output_tail:
+        for line in output_tail[output_tail.index(ROOT_CAUSE) + 1:]:
+            key, _, value = line.strip().partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "rank" and rank is None:
+                rank = int(value.split()[0]) if value.split() and value.split()[0].isdigit() else None
+                local = value.partition("local_rank:")[2].strip(" )")
+                local_rank = int(local) if local.isdigit() else rank
+            elif key == "exitcode" and exit_text is None:
+                exit_text = value.replace("  ", " ").strip()
+            if line.startswith("====="):
+                break
+    if rank is None:
+        return None
+    found: dict = {"rank": rank, "exit": exit_text, "lines": [], "from": None}
+    for attempt in sorted(Path(rank_logs).glob(f"*/attempt_*/{local_rank}")):
+        error_file = attempt / "error.json"
+        if error_file.is_file():
+            try:
+                message = json.loads(error_file.read_text(encoding="utf-8", errors="replace"))["message"]
+                stack = message.get("extraInfo", {}).get("py_callstack") if isinstance(message, dict) else None
+            except (ValueError, KeyError, TypeError):
+                stack = None
+            if stack:
+                found.update(lines=stack.rstrip("\n").splitlines()[-30:], **{"from": "its error file"})
+                return found
+        for name in ("stderr.log", "stdout.log"):
+            log = attempt / name
+            if log.is_file() and log.stat().st_size:
+                with open(log, "rb") as handle:
+                    handle.seek(max(log.stat().st_size - 16384, 0))
+                    text = handle.read().decode("utf-8", errors="replace")
+                found.update(lines=text.rstrip("\n").splitlines()[-15:], **{"from": f"its own log ({name})"})
+                return found
+    return found
 
 
 def _plan_standins(plan: LaunchPlan) -> list[dict]:

@@ -55,8 +55,14 @@ class SmokeRun:
     work_dir: str = ""
     # `save_pretrained` looked up on a plain nn.Module, where it does not exist: {rank, class, error, where}
     missing_saves: list[dict] = field(default_factory=list)
-    # Seconds outside the script's own work: fix, child (its whole wall time), tiny model, verify.
+    # Seconds outside the script's own work: fix, child (its whole wall time), tiny model, verify;
+    # CPU seconds of this process while it watched the child, and of the child's process tree.
     timings: dict = field(default_factory=dict)
+    # Under torchrun with no Python exception recorded: the first rank to fail, from torchrun's
+    # summary ({rank, exit, lines (its error file's traceback or its own log's end), from}).
+    rank_failure: dict | None = None
+    output_bytes: int = 0  # what the script printed
+    output_cut_bytes: int = 0  # of it, what the log left out (it keeps the head and the tail)
 
     @property
     def crashed(self) -> bool:
@@ -85,7 +91,11 @@ class SmokeRun:
         if self.exit_code != 0:
             text = f"CRASHED: the script exited with code {self.exit_code}"
             if self.exception:
-                text += f": {self.exception['type']}: {self.exception['message']}"
+                rank = f"rank {self.exception.get('rank')}: " if self.plan.distributed else ""
+                text += f": {rank}{self.exception['type']}: {self.exception['message']}"
+            elif self.rank_failure:
+                exit_text = f" with exit code {self.rank_failure['exit']}" if self.rank_failure.get("exit") else ""
+                text += f": rank {self.rank_failure['rank']} failed first{exit_text}"
             return text
         failure = next((c for c in self.all_checks() if c.status == verify_mod.FAIL), None)
         if failure is not None:
@@ -120,6 +130,7 @@ class SmokeRun:
             "timed_out": self.timed_out,
             "last_phase": self.last_phase,
             "exception": self.exception,
+            "rank_failure": self.rank_failure,
             "backend_overrides": self.backend_overrides,
             "process_groups": self.process_groups,
             "fix": self.fix.as_dict(),
@@ -138,6 +149,8 @@ class SmokeRun:
             "verdict": self.verdict(),
             "status_code": self.status_code,
             "output_tail": self.output_tail[-40:],
+            "output_bytes": self.output_bytes,
+            "output_cut_bytes": self.output_cut_bytes,
             "log": self.log_path,
         }
 

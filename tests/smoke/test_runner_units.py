@@ -110,16 +110,20 @@ def test_substitute_leaves_other_braces_alone():
 
 
 def test_output_reader_keeps_lines_and_the_last_progress_segment(tmp_path):
+    import io
+
     read_end, write_end = os.pipe()
-    seen = []
-    reader = OutputReader(os.fdopen(read_end, "rb"), str(tmp_path / "log"), seen.append)
+    streamed = io.BytesIO()
+    reader = OutputReader(os.fdopen(read_end, "rb"), str(tmp_path / "log"), streamed)
     reader.start()
-    os.write(write_end, b"first line\n 10%|#   \r 50%|#####  \r100%|##########\nlast")
+    output = b"first line\n 10%|#   \r 50%|#####  \r100%|##########\nlast"
+    os.write(write_end, output)
     os.close(write_end)
     reader.join(timeout=5)
-    assert seen == ["first line", "100%|##########", "last"]
+    assert reader.tail == ["first line", "100%|##########", "last"]
     assert reader.last_line == "last"
-    assert (tmp_path / "log").read_bytes().startswith(b"first line\n")
+    assert streamed.getvalue() == output  # -v: the bytes as they came
+    assert (tmp_path / "log").read_bytes() == output  # nothing cut: the log is the output
 
 
 def test_importing_the_commands_does_not_import_torch():

@@ -49,15 +49,44 @@ def run_script(code_path: str, script_path: str, argv: list[str], log, settings:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
-        log.emit("exception", **exception_summary(exc, script_path))
         # The traceback a plain `python SCRIPT` would print: from the script's frames down,
         # without this bootstrap's frames on top.
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+        log.emit("exception", **exception_summary(exc, script_path), traceback=clipped_traceback(text))
+        write_elastic_error_file(exc, text)
+        sys.stderr.write(text)
         sys.stderr.flush()
         raise SystemExit(1) from None
     finish(log, settings or {})
     log.emit("exit", code=0)
     log.phase("finished")
+
+
+TRACEBACK_CHARS = 12000  # the end of a longer traceback (the last frames and the error) is kept
+
+
+def clipped_traceback(text: str) -> str:
+    if len(text) <= TRACEBACK_CHARS:
+        return text
+    return "[... the start of the traceback cut ...]\n" + text[-TRACEBACK_CHARS:]
+
+
+def write_elastic_error_file(exc: BaseException, text: str) -> None:
+    """Under torchrun, the rank's error file (TORCHELASTIC_ERROR_FILE), as torch's `@record` writes
+    it: torchrun's failure summary then shows this rank's traceback instead of a link to the docs."""
+    import json
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path or os.path.exists(path):
+        return
+    data = {"message": {"message": f"{type(exc).__name__}: {exc}",
+                        "extraInfo": {"py_callstack": text, "timestamp": str(int(time.time()))}}}
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+    except OSError:
+        pass
 
 
 def finish(log, settings: dict) -> None:

@@ -378,6 +378,7 @@ def install(events_dir: str | None, settings: dict | None = None) -> EventLog:
     add("transformers.training_args", functools.partial(shims.patch_training_args, log))
     add("transformers.utils.hub", functools.partial(shims.patch_push_to_hub_mixin, log))
     add("huggingface_hub.hf_api", functools.partial(shims.patch_hf_api, log))
+    add("huggingface_hub", functools.partial(shims.patch_hub_downloads, log))
     for name, function in standins.loader_hooks(log, settings).items():
         add(name, function)
     pending = {}

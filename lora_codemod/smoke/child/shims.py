@@ -386,6 +386,53 @@ def training_arguments(log, args) -> None:
         args.ddp_backend = forced
 
 
+# ---------------------------------------------------------------- downloads a stand-in cannot replace
+
+DOWNLOADS = ("snapshot_download", "hf_hub_download")
+
+
+def _called_from_a_library() -> bool:
+    """Whether the download was asked for by one of PROBING_LIBRARIES (transformers fetching an
+    optional file), not by the script or its own project."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    if frame is None:
+        return False
+    filename = frame.f_code.co_filename.replace("\\", "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1].split("/", 1)[0] in PROBING_LIBRARIES
+    return False
+
+
+def patch_hub_downloads(log, module) -> None:
+    """`huggingface_hub.snapshot_download(name)` / `hf_hub_download(name, file)` called by the script
+    or its project (an audio codec, a checkpoint of its own format): nothing can stand in for files
+    of a format only that project knows, and nothing is downloaded. A failed call is listed (the
+    report says whether the script went on without it), then raised as it would be."""
+    for name in DOWNLOADS:
+        original = getattr(module, name, None)
+        if original is None or getattr(original, "__lora_codemod_instrumented__", False):
+            continue
+
+        def download(*args, __original=original, __name=name, **kwargs):
+            try:
+                return __original(*args, **kwargs)
+            except Exception as exc:
+                if not _called_from_a_library():
+                    repo = args[0] if args else kwargs.get("repo_id")
+                    what = f"{__name}({repo!r}" + (f", {args[1]!r})" if __name == "hf_hub_download" and len(args) > 1 else ")")
+                    reason = str(exc).strip().splitlines()[0].split(". ", 1)[0][:160] if str(exc).strip() else ""
+                    log.standin("download", f"{what} -> nothing downloaded and no stand-in for it: "
+                                f"{type(exc).__name__}{': ' + reason if reason else ''}")
+                raise
+
+        download.__lora_codemod_instrumented__ = True
+        functools.update_wrapper(download, original)
+        setattr(module, name, download)
+
+
 # ---------------------------------------------------------------- uploads
 
 
