@@ -76,8 +76,7 @@ IMAGE_SIZE = 32
 # (pattern on the lower-cased name, model_type, attributes, what the report says).
 NAME_FACTS = (
     (r"whisper.*large-?v3", "whisper", {"num_mel_bins": 128}, "128 mel bins, as large-v3 has"),
-    (r"flan-?t5|t5-v1[._]1", "t5", {"feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": True,
-                                     "tie_word_embeddings": False},
+    (r"flan-?t5|t5-v1[._]1", "t5", {"feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": True},
      "gated-GELU feed-forward (wi_0, wi_1), as T5 v1.1 and Flan-T5 have"),
 )
 

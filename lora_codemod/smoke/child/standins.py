@@ -329,12 +329,12 @@ class StandIns:
 
     def redirect(self, kind: str, cls, name) -> str:
         entry = self.standin_dir(name, cls)
-        self.log.standin(kind, f"{os.fspath(name)} -> {self.describe(kind, entry)}")
+        family = self._names.get(os.fspath(name), entry.family)  # this name's reason, the directory its family's
+        self.log.standin(kind, f"{os.fspath(name)} -> {self.describe(kind, entry, family)}")
         return str(entry.path)
 
-    def describe(self, kind: str, entry: StandInDir) -> str:
+    def describe(self, kind: str, entry: StandInDir, family: Family) -> str:
         """What a name really got, in the report's words."""
-        family = entry.family
         extra = [text for text, _ in entry.extra_tokens]
         if family.like and kind == "tokenizer":
             what = ("your tokenizer from --like" if entry.like_tokenizer
