@@ -142,6 +142,8 @@ def render_run(console: Console, run: SmokeRun) -> None:
     if run.crashed:
         for line in crash_lines(run):
             console.print(line)
+        for hint in run.hints():
+            console.print(Text(f"hint: {hint}", style="yellow"))
     console.print(verdict_text(run))
 
 
@@ -260,6 +262,8 @@ def render_compare(console: Console, session: SmokeSession) -> None:
         if run.crashed:
             for line in crash_lines(run, f"the {run.label} run's"):
                 console.print(line)
+            for hint in run.hints():
+                console.print(Text(f"hint ({run.label} run): {hint}", style="yellow"))
 
 
 def render_session(console: Console, session: SmokeSession) -> None:

@@ -286,7 +286,7 @@ def _run_mode(
         missing_saves=records.collect_missing_saves(events),
     )
     if run.exception is not None:
-        run.exception = {k: run.exception.get(k) for k in ("type", "message", "where", "rank", "traceback")}
+        run.exception = {k: run.exception.get(k) for k in ("type", "message", "where", "rank", "traceback", "began_as")}
     elif run.crashed and plan.distributed and rank_logs:
         run.rank_failure = rank_failure(rank_logs, outcome.output_tail)
     _say_what_became_of_downloads(run)
@@ -309,14 +309,18 @@ def _run_mode(
     return run
 
 
+DOWNLOAD_REASON = "no stand-in for it: "  # as shims.patch_hub_downloads words it
+
+
 def _say_what_became_of_downloads(run: SmokeRun) -> None:
     """A failed hub download the script tolerated, or the one that stopped it."""
-    message = str((run.exception or {}).get("message") or "")
+    exception = run.exception or {}
+    raised = f"{exception.get('type')}: {exception.get('message')}" if exception.get("type") else ""
     for item in run.standins:
         if item["what"] != "download":
             continue
-        reason = item["detail"].split(": ", 1)[-1]
-        if run.crashed and message and (reason in message or message in reason):
+        reason = item["detail"].split(DOWNLOAD_REASON, 1)[-1]
+        if run.crashed and raised and raised.startswith(reason):
             item["detail"] += "; the script stopped there"
         elif not run.crashed:
             item["detail"] += "; the script caught the error and went on without it"

@@ -93,6 +93,16 @@ class SmokeRun:
             if self.exception:
                 rank = f"rank {self.exception.get('rank')}: " if self.plan.distributed else ""
                 text += f": {rank}{self.exception['type']}: {self.exception['message']}"
+                began = self.exception.get("began_as")
+                if began:
+                    text += (f" (it began as {began['type']}: {began['message']}, at "
+                             f"{os.path.basename(str(began.get('where') or '?'))}; each exception after it was raised "
+                             "while handling the one before)")
+                stopped = next((i for i in self.standins if i["what"] == "download"
+                                and i["detail"].endswith("; the script stopped there")), None)
+                if stopped:
+                    text += (f" (at {stopped['detail'].split(' -> ', 1)[0]}: files only this project reads, which no "
+                             "stand-in can replace; give the script a local copy)")
             elif self.rank_failure:
                 exit_text = f" with exit code {self.rank_failure['exit']}" if self.rank_failure.get("exit") else ""
                 text += f": rank {self.rank_failure['rank']} failed first{exit_text}"
@@ -106,6 +116,20 @@ class SmokeRun:
             who = f", written by rank {writers[0]} alone"
         warned = any(c.status == verify_mod.WARN for c in self.all_checks())
         return f"PASS: a valid LoRA adapter in {self.shown(self.adapter_dir)}{who}" + (" (with warnings)" if warned else "")
+
+    def hints(self) -> list[str]:
+        """What may have made a crash that the script itself did not cause."""
+        if not self.crashed:
+            return []
+        hints = []
+        for item in self.standins:
+            detail = str(item.get("detail"))
+            if item.get("what") == "config" and "'s defaults, shrunk" in detail:
+                name, rest = detail.split(" -> ", 1)
+                owner = rest.split(": ", 1)[-1].split("'s defaults", 1)[0]
+                hints.append(f"{name} got a stand-in made from {owner}'s defaults: where your checkpoint's config differs "
+                             "from them (a shape mismatch may come from that), pass --like a directory with its config.json")
+        return hints
 
     def shown(self, path: str | None) -> str:
         """A path as the user wrote it: under the temporary output dir, as {output_dir}/..."""
@@ -147,6 +171,7 @@ class SmokeRun:
             "checks": [c.as_dict() for c in self.all_checks()],
             "verify": self.verify.as_dict() if self.verify else None,
             "verdict": self.verdict(),
+            "hints": self.hints(),
             "status_code": self.status_code,
             "output_tail": self.output_tail[-40:],
             "output_bytes": self.output_bytes,

@@ -182,9 +182,14 @@ def test_like_shapes_its_own_family_and_leaves_the_others_theirs(tmp_path):
 
 
 FACTS = """
-from transformers import AutoModelForSeq2SeqLM
+import torch
+from transformers import AutoModel, AutoModelForSeq2SeqLM
 from peft import LoraConfig, get_peft_model
 INSTALL()
+hubert = AutoModel.from_pretrained("facebook/hubert-base-ls960")  # what an audio codec loads for its semantic features
+other = AutoModel.from_pretrained("acme/hubert-distilled")
+report("hubert", [type(hubert).__name__, list(hubert(torch.zeros(1, 16000)).last_hidden_state.shape),
+                  sum(p.numel() for p in hubert.parameters()), list(other(torch.zeros(1, 16000)).last_hidden_state.shape)])
 flan = AutoModelForSeq2SeqLM.from_pretrained("google/flan-t5-base")
 plain = AutoModelForSeq2SeqLM.from_pretrained("google-t5/t5-small")
 report("flan", [flan.config.is_gated_act,
@@ -195,6 +200,12 @@ report("plain", [plain.config.is_gated_act, fails(lambda: get_peft_model(plain, 
 
 def test_names_fix_shapes_their_family_defaults_do_not_have(tmp_path):
     results, standins = run_snippet(FACTS, tmp_path)
+    name, shape, parameters, other = results["hubert"]
+    # Not a text BERT ("hubert" holds "bert"); 768 wide, as code around HuBERT-base hard-codes (an audio
+    # codec's semantic_dim = 768), the rest tiny. Control: a HuBERT the name says nothing about is 32 wide.
+    assert name == "HubertModel" and shape == [1, 49, 768] and parameters < 15_000_000
+    assert other == [1, 49, 32]
+    assert "facebook/hubert-base-ls960 -> tiny HubertModel (hubert, 768 wide, as the base model is, " in "\n".join(s["detail"] for s in standins)
     assert results["flan"] == [True, "PeftModel"]  # Flan-T5's gated feed-forward: wi_0/wi_1 exist
     assert results["plain"][0] is False and results["plain"][1] is not None  # control: T5 v1.0 has `wi` alone
     details = {s["detail"] for s in standins if s["what"] == "model"}
@@ -226,3 +237,20 @@ def test_token_plan_units():
     assert families.type_in_name("org/higgsaudio", ["higgs_audio"]) is None
     assert families.name_facts("openai/whisper-large-v3-turbo", "whisper")[0] == {"num_mel_bins": 128}
     assert families.name_facts("openai/whisper-large-v2", "whisper")[0] == {}
+
+
+def test_a_crash_after_a_class_defaults_stand_in_suggests_like():
+    from lora_codemod.smoke.device import plan_launch
+    from lora_codemod.smoke.verdict import FixSummary, SmokeRun
+
+    standin = {"what": "config", "ranks": [0], "detail": "model_ckpt -> tiny higgs_audio stand-in: HiggsAudioConfig's "
+               "defaults, shrunk; 8 special-token ids mapped into the tiny vocabulary (asked for by HiggsAudioConfig)"}
+    run = SmokeRun(label="patched", script="t.py", plan=plan_launch("cpu", 1, False, 0), command=[], output_dir="/o",
+                   adapter_dir="/o", fix=FixSummary(applied=True), exit_code=1, standins=[standin])
+    assert run.hints() == ["model_ckpt got a stand-in made from HiggsAudioConfig's defaults: where your checkpoint's "
+                           "config differs from them (a shape mismatch may come from that), pass --like a directory with "
+                           "its config.json"]
+    run.exit_code = 0  # control: a run that did not crash needs no hint
+    assert run.hints() == []
+    run.exit_code, run.standins = 1, [{"what": "config", "ranks": [0], "detail": "Qwen/Qwen2-0.5B -> tiny qwen2 stand-in"}]
+    assert run.hints() == []  # control: transformers' own family defaults

@@ -202,3 +202,37 @@ def test_a_rank_killed_without_a_traceback_is_named_with_the_end_of_its_own_log(
     assert failure["from"] == "its own log (stderr.log)"
     assert failure["lines"] == ["rank 1: loading the audio codec, out of memory"]
     assert run["verdict"].startswith("CRASHED: the script exited with code 1: rank 1 failed first with exit code -9")
+
+
+RETRIES = """
+def load(index, tries=0):
+    try:
+        input_tokens, label_tokens, audio, labels, _ = (1, 2, 3, 4)  # the package now returns four
+        return input_tokens
+    except Exception:
+        return load(index + 1, tries + 1)  # the next sample, as a tolerant dataset does
+
+load(0)
+"""
+
+
+def test_a_crash_that_began_as_another_exception_says_what_it_began_as(tmp_path):
+    script = tmp_path / "retries.py"
+    script.write_text(RETRIES)
+    code, parsed, _ = run_cli(smoke, [str(script), "--no-fix", "--device", "cpu", "--json"])
+    run = parsed["runs"][0]
+    assert code == 2 and run["exception"]["type"] == "RecursionError"
+    began = run["exception"]["began_as"]
+    assert (began["type"], began["message"], began["where"]) == (
+        "ValueError", "not enough values to unpack (expected 5, got 4)", f"{script}:4")
+    assert run["verdict"].endswith("(it began as ValueError: not enough values to unpack (expected 5, got 4), at "
+                                   "retries.py:4; each exception after it was raised while handling the one before)")
+    traceback = run["exception"]["traceback"]
+    assert "characters of the traceback cut" in traceback  # its start (the first failure) and its end are kept
+    assert traceback.startswith("Traceback (most recent call last):") and "ValueError: not enough values" in traceback[:3000]
+    assert traceback.rstrip().endswith("RecursionError: maximum recursion depth exceeded")
+    # Control: a plain exception began as itself.
+    script.write_text("raise KeyError('audio_file')\n")
+    _, parsed, _ = run_cli(smoke, [str(script), "--no-fix", "--device", "cpu", "--json"])
+    assert "began_as" not in parsed["runs"][0]["exception"] or parsed["runs"][0]["exception"]["began_as"] is None
+    assert parsed["runs"][0]["verdict"] == "CRASHED: the script exited with code 1: KeyError: 'audio_file'"

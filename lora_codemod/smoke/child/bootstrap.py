@@ -66,9 +66,13 @@ TRACEBACK_CHARS = 12000  # the end of a longer traceback (the last frames and th
 
 
 def clipped_traceback(text: str) -> str:
+    """The start (where a chain of exceptions began) and the end (the last frames and the error)."""
     if len(text) <= TRACEBACK_CHARS:
         return text
-    return "[... the start of the traceback cut ...]\n" + text[-TRACEBACK_CHARS:]
+    head, tail = text[: TRACEBACK_CHARS // 4], text[-(TRACEBACK_CHARS * 3 // 4):]
+    head = head[: head.rfind("\n") + 1] or head
+    tail = tail[tail.find("\n") + 1:] or tail
+    return f"{head}[... {len(text) - len(head) - len(tail):,} characters of the traceback cut ...]\n{tail}"
 
 
 def write_elastic_error_file(exc: BaseException, text: str) -> None:

@@ -33,6 +33,9 @@ FAMILY_PATTERNS = (
     (r"t5", "t5"),
     (r"bart", "bart"),
     (r"whisper", "whisper"),
+    (r"hubert", "hubert"),  # before bert: HuBERT is a speech encoder, not a text one
+    (r"wavlm", "wavlm"),
+    (r"wav2vec-?2|xls-?r|/mms-", "wav2vec2"),
     (r"siglip", "siglip"),
     (r"clip", "clip"),
     (r"roberta", "roberta"),
@@ -61,6 +64,8 @@ SMALL_SUFFIXES = (
     ("_num_attention_heads", 4), ("_num_key_value_heads", 2),
 )
 CAPPED = {"max_position_embeddings": 1024, "n_positions": 1024, "n_ctx": 1024}
+# Per-layer widths given as lists (speech encoders' convolutional feature extractors): each shrunk.
+SMALL_LISTS = {"conv_dim": 32, "tdnn_dim": 32}
 LAYER_LISTS = ("layer_types",)
 # Token ids the tiny tokenizer has: (id key, which of its ids).
 TOKEN_ID_KEYS = {"pad_token_id": "pad", "bos_token_id": "bos", "eos_token_id": "eos", "decoder_start_token_id": "pad",
@@ -76,6 +81,13 @@ IMAGE_SIZE = 32
 # (pattern on the lower-cased name, model_type, attributes, what the report says).
 NAME_FACTS = (
     (r"whisper.*large-?v3", "whisper", {"num_mel_bins": 128}, "128 mel bins, as large-v3 has"),
+    # Speech encoders: code around them hard-codes their width (an audio codec's `semantic_dim = 768`).
+    (r"(hubert|wavlm|wav2vec-?2)[-_]?base", "hubert", {"hidden_size": 768}, "768 wide, as the base model is"),
+    (r"(hubert|wavlm|wav2vec-?2)[-_]?base", "wavlm", {"hidden_size": 768}, "768 wide, as the base model is"),
+    (r"(hubert|wavlm|wav2vec-?2)[-_]?base", "wav2vec2", {"hidden_size": 768}, "768 wide, as the base model is"),
+    (r"(hubert|wavlm|wav2vec-?2)[-_]?(large|xls-?r)", "hubert", {"hidden_size": 1024}, "1024 wide, as the large model is"),
+    (r"(hubert|wavlm|wav2vec-?2)[-_]?(large|xls-?r)", "wavlm", {"hidden_size": 1024}, "1024 wide, as the large model is"),
+    (r"(hubert|wavlm|wav2vec-?2)[-_]?(large|xls-?r)", "wav2vec2", {"hidden_size": 1024}, "1024 wide, as the large model is"),
     (r"flan-?t5|t5-v1[._]1", "t5", {"feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": True},
      "gated-GELU feed-forward (wi_0, wi_1), as T5 v1.1 and Flan-T5 have"),
 )
@@ -244,6 +256,8 @@ def _shrink(values: dict, plan: TokenPlan | None, keep_vocab: bool, path: str = 
             out[key] = min(value, small)
         elif key in CAPPED and isinstance(value, int) and value > CAPPED[key]:
             out[key] = CAPPED[key]
+        elif key in SMALL_LISTS and isinstance(value, (list, tuple)) and all(isinstance(v, int) for v in value):
+            out[key] = [min(v, SMALL_LISTS[key]) for v in value]
         elif key == "vocab_size" and isinstance(value, int) and plan is not None and not keep_vocab:
             out[key] = plan.size
         elif plan is not None and not keep_vocab and value is not None:

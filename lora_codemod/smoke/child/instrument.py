@@ -393,11 +393,31 @@ def install(events_dir: str | None, settings: dict | None = None) -> EventLog:
     return log
 
 
-def exception_summary(exc: BaseException, script_path: str | None = None) -> dict:
+def _where(exc: BaseException, script_path: str | None) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     # Where in the user's script it went wrong, rather than deep inside a library.
     in_script = [f for f in frames if script_path and f.filename == script_path]
     frame = (in_script or frames or [None])[-1]
-    where = f"{frame.filename}:{frame.lineno}" if frame is not None else ""
-    message = str(exc).splitlines()[0] if str(exc) else ""
-    return {"type": type(exc).__name__, "message": message, "where": where}
+    return f"{frame.filename}:{frame.lineno}" if frame is not None else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else ""
+
+
+def exception_summary(exc: BaseException, script_path: str | None = None) -> dict:
+    summary = {"type": type(exc).__name__, "message": _first_line(exc), "where": _where(exc, script_path)}
+    # What it began as: the first exception of the chain ("During handling of the above exception,
+    # another exception occurred"), when it is another one (a RecursionError from a dataset that
+    # retries the next sample after every failure began as that failure).
+    first, seen = exc, {id(exc)}
+    while True:
+        previous = first.__cause__ or first.__context__
+        if previous is None or id(previous) in seen or len(seen) > 10000:
+            break
+        seen.add(id(previous))
+        first = previous
+    if first is not exc and (type(first) is not type(exc) or _first_line(first) != summary["message"]):
+        summary["began_as"] = {"type": type(first).__name__, "message": _first_line(first),
+                               "where": _where(first, script_path)}
+    return summary

@@ -291,10 +291,12 @@ class StandIns:
             shims.place_on_device(model, kwargs.get("device_map"))
         model.eval()  # from_pretrained returns a model in eval mode
         params = sum(p.numel() for p in model.parameters())
+        family = self._names.get(os.fspath(name))
+        facts = f"{family.facts}, " if family is not None and family.facts and not isinstance(user_config, PretrainedConfig) else ""
         how = f", loaded with {' and '.join(real)}" if real else ""
         self.log.standin(
             "model",
-            f"{os.fspath(name)} -> tiny {type(model).__name__} ({config.model_type}, {params:,} parameters, "
+            f"{os.fspath(name)} -> tiny {type(model).__name__} ({config.model_type}, {facts}{params:,} parameters, "
             f"random weights{how})",
         )
         if kwargs.get("output_loading_info"):
