@@ -221,6 +221,7 @@ class _Indexer(cst.CSTVisitor):
         self.targets: set[int] = set()  # ids of Name/Attribute nodes that are binding targets
         self.starts: dict[int, int] = {}
         self.pending: dict[int, list[tuple]] = {}  # id(statement) -> bindings made when it ends
+        self._by_type: dict[type, tuple] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
     def on_visit(self, node: cst.CSTNode) -> bool:
@@ -241,7 +242,17 @@ class _Indexer(cst.CSTVisitor):
                     scope.self_name = params[0].name.value
             self.index.scopes.append(scope)
             self.scope_stack.append((scope, len(self.stack) - 1))
-        return super().on_visit(node)
+        visit = self._hooks(type(node))[0]
+        return visit is None or visit(node) is not False  # libcst's rule: False skips the children
+
+    def _hooks(self, kind: type) -> tuple:
+        """(visit_X, leave_X) of a node type, looked up once per type (libcst formats the
+        method name and looks it up for every node it passes)."""
+        hooks = self._by_type.get(kind)
+        if hooks is None:
+            name = kind.__name__
+            hooks = self._by_type[kind] = (getattr(self, f"visit_{name}", None), getattr(self, f"leave_{name}", None))
+        return hooks
 
     def _direct_method(self, node: cst.FunctionDef) -> bool:
         """Is the def directly in the body of the innermost class (not nested in a method)?"""
@@ -249,7 +260,9 @@ class _Indexer(cst.CSTVisitor):
         return len(self.stack) >= 3 and self.stack[-3] is cls
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
-        super().on_leave(original_node)
+        leave = self._hooks(type(original_node))[1]
+        if leave is not None:
+            leave(original_node)
         key = id(original_node)
         if key in self.starts:
             self.index.spans[key] = (self.starts.pop(key), self.order)

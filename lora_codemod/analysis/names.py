@@ -54,8 +54,8 @@ def string_value(node: cst.BaseExpression | None) -> str | None:
     if isinstance(node, cst.SimpleString):
         text = node.value
         quote = text[:1]
-        if quote in "'\"" and "\\" not in text and not text.startswith(quote * 3):
-            return text[1:-1]  # a plain one-line literal: no need to compile it
+        if quote in "'\"" and "\\" not in text and "\r" not in text:  # no escape, no CR: no need to compile it
+            return text[3:-3] if text.startswith(quote * 3) and len(text) >= 6 else text[1:-1]
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
