@@ -161,7 +161,7 @@ while printed < LIMIT:
         load_sample(index)
     except Exception as e:
         logger.error(f"Error processing sample at index {index}: {e}", exc_info=True)
-    printed += 420  # about what one record above prints
+    printed += 383  # what one record above prints
     index += 1
 print("done")
 """
