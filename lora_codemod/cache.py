@@ -72,7 +72,6 @@ class ResultCache:
         self.lc007 = config.enabled("LC007")
         self.warn = warn
         self.writable = True
-        self.hits = self.misses = 0
         self._clean: dict[str, list[int]] | None = None  # path -> stat of a file the text test passed over
         self._clean_seen: dict[str, list[int]] = {}
 
@@ -120,15 +119,7 @@ class ResultCache:
         known.update(self._clean_seen)
         if known == self._clean:
             return
-        target = self._clean_file()
-        tmp = f"{target}.{os.getpid()}.tmp"
-        try:
-            self._prepare()
-            with open(tmp, "w", encoding="utf-8") as handle:
-                json.dump(known, handle, separators=(",", ":"))
-            os.replace(tmp, target)
-        except OSError as exc:
-            self._fail(exc, tmp)
+        self._write(self._clean_file(), known)
 
     # -- keys -------------------------------------------------------------------------------
     def key(self, path: str, source: bytes) -> str:
@@ -183,13 +174,8 @@ class ResultCache:
             error = SourceError(**data["error"]) if data["error"] is not None else None
             result = SourceResult(path=path, source=source, output=output, findings=findings, error=error,
                                   skipped=str(data["skipped"]))
-        except FileNotFoundError:
-            self.misses += 1
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # absent, corrupt, truncated, foreign
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # corrupt, truncated, foreign
-            self.misses += 1
-            return None
-        self.hits += 1
         return result
 
     def put(self, key: str, result: SourceResult) -> None:
@@ -205,7 +191,10 @@ class ResultCache:
             "error": asdict(result.error) if result.error is not None else None,
             "skipped": result.skipped,
         }
-        target = self._entry(key)
+        self._write(self._entry(key), data)
+
+    def _write(self, target: str, data: object) -> None:
+        """A temp file beside `target`, renamed over it; a failure turns the cache off, once."""
         tmp = f"{target}.{os.getpid()}.tmp"
         try:
             self._prepare()
@@ -214,17 +203,14 @@ class ResultCache:
                 json.dump(data, handle, separators=(",", ":"))
             os.replace(tmp, target)
         except OSError as exc:
-            self._fail(exc, tmp)
-
-    def _fail(self, exc: OSError, tmp: str) -> None:
-        self.writable = False
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if self.warn is not None:
-            self.warn(f"warning: cannot write the cache in {self.root} ({(exc.strerror or str(exc)).lower()}); "
-                      "running without it")
+            self.writable = False
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if self.warn is not None:
+                self.warn(f"warning: cannot write the cache in {self.root} ({(exc.strerror or str(exc)).lower()}); "
+                          "running without it")
 
     def _prepare(self) -> None:
         """The cache root, ignored by git and marked as a cache (CACHEDIR.TAG), as ruff's is."""
